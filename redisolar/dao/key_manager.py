@@ -1,0 +1,114 @@
+"""Every Redis key RediSolar uses, in one place.
+
+All keys start with the configured prefix (default ``ru102py-app:``). Every key that belongs to one site
+carries the hash tag ``{site:ID}``, so a site's keys share one Redis Cluster slot and can be written
+atomically by one script. The per-day leaderboard keys share the hash tag ``{lb:YYYY-MM-DD}``.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from redisolar.config import DEFAULT_KEY_PREFIX
+from redisolar.models.site import MetricType, check_site_id
+
+LEADERBOARD_TYPES = ("capacity", "generation", "efficiency")
+
+
+class KeyManager:
+    """Builds key names. Site ids are validated before they become key segments."""
+
+    def __init__(self, key_prefix: str = DEFAULT_KEY_PREFIX) -> None:
+        self.key_prefix = key_prefix
+
+    # -- sites -------------------------------------------------------------------------------------
+    @staticmethod
+    def site_tag(site_id: int) -> str:
+        """The hash tag shared by all keys of one site: ``{site:ID}``."""
+        return "{site:%d}" % check_site_id(site_id)
+
+    def site_key(self, site_id: int) -> str:
+        """Hash ``site:{site:ID}``: the site's fields (id, capacity, panels, address, ..., lat, lng)."""
+        return f"{self.key_prefix}site:{self.site_tag(site_id)}"
+
+    def site_key_prefix(self) -> str:
+        """The prefix of every site hash (what the RediSearch index covers)."""
+        return f"{self.key_prefix}site:{{site:"
+
+    def site_ids_key(self) -> str:
+        """Sorted set ``sites:ids``: every site id, scored by the id itself (so it reads in order)."""
+        return f"{self.key_prefix}sites:ids"
+
+    def site_state_key(self, state: str) -> str:
+        """Set ``sites:state:STATE``: ids of the sites in a state (core search, state upper-cased)."""
+        return f"{self.key_prefix}sites:state:{state.strip().upper()}"
+
+    def site_city_key(self, city: str) -> str:
+        """Set ``sites:city:CITY``: ids of the sites in a city (core search, city lower-cased)."""
+        return f"{self.key_prefix}sites:city:{city.strip().lower()}"
+
+    def site_postal_key(self, postal_code: str) -> str:
+        """Set ``sites:postal:CODE``: ids of the sites with a postal code (core search)."""
+        return f"{self.key_prefix}sites:postal:{postal_code.strip().upper()}"
+
+    def site_geo_key(self) -> str:
+        """Geo set ``sites:geo``: member = site id, for sites with coordinates (core search)."""
+        return f"{self.key_prefix}sites:geo"
+
+    def site_search_index(self) -> str:
+        """Name of the RediSearch index over the site hashes."""
+        return f"{self.key_prefix}sites:idx"
+
+    # -- time series -------------------------------------------------------------------------------
+    def timeseries_key(self, site_id: int, metric: MetricType) -> str:
+        """RedisTimeSeries series ``ts:{site:ID}:METRIC`` (backend ``redistimeseries``)."""
+        return f"{self.key_prefix}ts:{self.site_tag(site_id)}:{metric.value}"
+
+    def series_meta_key(self, site_id: int) -> str:
+        """Hash ``tsmeta:{site:ID}``: ``v`` = version of the site's readings (both backends); backend
+        ``core`` adds ``lo``/``hi`` (first/last partition day) and ``newest`` (ms of the newest reading)."""
+        return f"{self.key_prefix}tsmeta:{self.site_tag(site_id)}"
+
+    def core_partition_key(self, site_id: int, day: int) -> str:
+        """String ``core:{site:ID}:d:DAY`` (backend ``core``): one UTC day of packed readings."""
+        return f"{self.key_prefix}core:{self.site_tag(site_id)}:d:{day}"
+
+    def core_partition_prefix(self, site_id: int) -> str:
+        """The partition keys' common prefix; the Lua scripts append the day number."""
+        return f"{self.key_prefix}core:{self.site_tag(site_id)}:d:"
+
+    # -- leaderboards ------------------------------------------------------------------------------
+    def member(self, site_id: int) -> str:
+        """A site's member name in every leaderboard: ``site:ID``."""
+        return f"site:{check_site_id(site_id)}"
+
+    def capacity_leaderboard_key(self) -> str:
+        """Sorted set ``capacity_leaderboard``: member ``site:ID``, score = capacity in kW."""
+        return f"{self.key_prefix}capacity_leaderboard"
+
+    @staticmethod
+    def day_tag(day: date) -> str:
+        """The hash tag of one UTC day's leaderboards: ``{lb:YYYY-MM-DD}``."""
+        return "{lb:%s}" % day.isoformat()
+
+    def daily_leaderboard_key(self, kind: str, day: date) -> str:
+        """Sorted set ``lb:{lb:DAY}:KIND`` (KIND generation or efficiency): member ``site:ID``."""
+        if kind not in ("generation", "efficiency"):
+            raise ValueError(f"Unknown daily leaderboard: {kind}")
+        return f"{self.key_prefix}lb:{self.day_tag(day)}:{kind}"
+
+    def daily_versions_key(self, day: date) -> str:
+        """Hash ``lb:{lb:DAY}:versions``: member -> version of the site data its scores came from."""
+        return f"{self.key_prefix}lb:{self.day_tag(day)}:versions"
+
+    def leaderboard_days_key(self) -> str:
+        """Sorted set ``lb:days``: the UTC days (as day numbers) that have daily leaderboards."""
+        return f"{self.key_prefix}lb:days"
+
+    # -- tasks -------------------------------------------------------------------------------------
+    def lock_key(self, name: str) -> str:
+        """String ``lock:NAME``: a lock token with an expiry (background reconciler)."""
+        return f"{self.key_prefix}lock:{name}"
+
+
+key_manager = KeyManager()

@@ -1,0 +1,195 @@
+"""Leaderboards in sorted sets (the seed's Step 4 API).
+
+- ``capacity``: one sorted set, kept by the sites DAO as sites are created, changed and deleted.
+- ``generation`` and ``efficiency``: one sorted set per UTC day, kept exact at ingest (see
+  :mod:`redisolar.dao.daily_boards`); without a ``day`` argument, methods use today's (UTC) boards.
+
+Members are ``site:ID``. Reading a page costs two round trips whatever its length: the ranks, then
+every site of the page in one pipeline.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import redis
+
+from redisolar.dao.daily_boards import day_number_of
+from redisolar.dao.key_manager import LEADERBOARD_TYPES, KeyManager, key_manager
+from redisolar.dao.scripts import ScriptCall, run_scripts, script
+from redisolar.dao.site_dao_redis import SiteDaoRedis
+from redisolar.errors import InvalidQuery
+from redisolar.models.site import LeaderboardEntry, Site, check_site_id
+from redisolar.timeutil import utcnow
+
+MAX_PAGE = 1000
+
+
+def _site_id(member: Any) -> int:
+    text = member.decode() if isinstance(member, bytes) else str(member)
+    return int(text.split(":", 1)[1])
+
+
+class LeaderboardDao:
+    """Rankings of sites by capacity, and by each UTC day's generation and efficiency."""
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        site_dao: SiteDaoRedis | None = None,
+        *,
+        keys: KeyManager | None = None,
+    ) -> None:
+        self.redis = redis_client
+        self.keys = keys or key_manager
+        self.site_dao = site_dao or SiteDaoRedis(redis_client, keys=self.keys)
+
+    # -- keys --------------------------------------------------------------------------------------
+    def leaderboard_key(self, leaderboard_type: str, day: date | None = None) -> str:
+        """The sorted set of a leaderboard (``day`` defaults to today, UTC, for daily boards)."""
+        if leaderboard_type == "capacity":
+            return self.keys.capacity_leaderboard_key()
+        if leaderboard_type in ("generation", "efficiency"):
+            return self.keys.daily_leaderboard_key(leaderboard_type, day or utcnow().date())
+        raise InvalidQuery(
+            f"Unknown leaderboard type: {leaderboard_type!r} (use one of {', '.join(LEADERBOARD_TYPES)})"
+        )
+
+    _get_leaderboard_key = leaderboard_key
+
+    # -- writes (scores set directly; ingest keeps the daily boards current by itself) --------------
+    def update_capacity_leaderboard(self, site_id: int, capacity: float) -> None:
+        """Set a site's capacity score (kW)."""
+        self.redis.zadd(self.keys.capacity_leaderboard_key(), {self.keys.member(site_id): float(capacity)})
+
+    def update_generation_leaderboard(
+        self, site_id: int, total_generation: float, day: date | None = None
+    ) -> None:
+        """Set a site's generation score (Wh) for a day (default today, UTC)."""
+        self._set_daily("generation", site_id, total_generation, day)
+
+    def update_efficiency_leaderboard(
+        self, site_id: int, efficiency_percent: float, day: date | None = None
+    ) -> None:
+        """Set a site's efficiency score (%) for a day (default today, UTC)."""
+        self._set_daily("efficiency", site_id, efficiency_percent, day)
+
+    def _set_daily(self, kind: str, site_id: int, score: float, day: date | None) -> None:
+        day = day or utcnow().date()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(self.keys.daily_leaderboard_key(kind, day), {self.keys.member(site_id): float(score)})
+        pipe.zadd(self.keys.leaderboard_days_key(), {str(day_number_of(day)): day_number_of(day)})
+        pipe.execute()
+
+    # -- reads -------------------------------------------------------------------------------------
+    def get_capacity_leaders(self, limit: int = 10, offset: int = 0) -> list[LeaderboardEntry]:
+        """Top sites by capacity."""
+        return self.get_leaders("capacity", limit, offset)
+
+    def get_generation_leaders(
+        self, limit: int = 10, offset: int = 0, day: date | None = None
+    ) -> list[LeaderboardEntry]:
+        """Top sites by a day's generation (default today, UTC)."""
+        return self.get_leaders("generation", limit, offset, day)
+
+    def get_efficiency_leaders(
+        self, limit: int = 10, offset: int = 0, day: date | None = None
+    ) -> list[LeaderboardEntry]:
+        """Top sites by a day's efficiency (default today, UTC)."""
+        return self.get_leaders("efficiency", limit, offset, day)
+
+    def get_leaders(
+        self, leaderboard_type: str, limit: int = 10, offset: int = 0, day: date | None = None
+    ) -> list[LeaderboardEntry]:
+        """A page of a leaderboard, best first, ranks starting at ``offset + 1``."""
+        if not 1 <= limit <= MAX_PAGE or offset < 0:
+            raise InvalidQuery(f"limit must be 1..{MAX_PAGE} and offset not negative")
+        key = self.leaderboard_key(leaderboard_type, day)
+        rows = self.redis.zrevrange(key, offset, offset + limit - 1, withscores=True)
+        return self._entries(rows, offset + 1)
+
+    def _entries(self, rows: list[Any], first_rank: int) -> list[LeaderboardEntry]:
+        """Entries for ``(member, score)`` rows, sites fetched in one pipeline; deleted sites skipped."""
+        ids = [_site_id(member) for member, _ in rows]
+        sites = self.site_dao.find_by_ids(ids) if ids else []
+        return [
+            LeaderboardEntry(site=site, score=float(score), rank=first_rank + i)
+            for i, ((_, score), site) in enumerate(zip(rows, sites, strict=True))
+            if isinstance(site, Site)
+        ]
+
+    def get_site_rank(self, site_id: int, leaderboard_type: str, day: date | None = None) -> int | None:
+        """A site's 1-based rank (highest score first), or None when it is not on the board."""
+        rank = self.redis.zrevrank(self.leaderboard_key(leaderboard_type, day), self.keys.member(site_id))
+        return int(rank) + 1 if rank is not None else None
+
+    def get_site_score(self, site_id: int, leaderboard_type: str, day: date | None = None) -> float | None:
+        """A site's score, or None when it is not on the board."""
+        score = self.redis.zscore(self.leaderboard_key(leaderboard_type, day), self.keys.member(site_id))
+        return float(score) if score is not None else None
+
+    def get_leaderboard_stats(self, leaderboard_type: str, day: date | None = None) -> dict[str, Any]:
+        """Count, highest, lowest and average score, computed on the server (one round trip)."""
+        key = self.leaderboard_key(leaderboard_type, day)
+        reply = run_scripts(self.redis, [ScriptCall(script("lb_stats"), (key,), ())])[0]
+        count = int(reply[0])
+        if count == 0:
+            return {"total_sites": 0, "highest_score": 0, "lowest_score": 0, "average_score": 0}
+        highest, lowest, total = (float(v) for v in reply[1:4])
+        return {
+            "total_sites": count,
+            "highest_score": highest,
+            "lowest_score": lowest,
+            "average_score": total / count,
+        }
+
+    def get_sites_around_rank(
+        self, site_id: int, leaderboard_type: str, context_size: int = 2, day: date | None = None
+    ) -> list[LeaderboardEntry]:
+        """The site's entry with up to ``context_size`` neighbours on each side (empty if absent)."""
+        if not 0 <= context_size <= 100:
+            raise InvalidQuery("context must be between 0 and 100")
+        key = self.leaderboard_key(leaderboard_type, day)
+        rank = self.redis.zrevrank(key, self.keys.member(site_id))
+        if rank is None:
+            return []
+        start = max(0, int(rank) - context_size)
+        rows = self.redis.zrevrange(key, start, int(rank) + context_size, withscores=True)
+        return self._entries(rows, start + 1)
+
+    # -- maintenance -------------------------------------------------------------------------------
+    def daily_board_days(self) -> list[date]:
+        """The UTC days that have daily boards, oldest first."""
+        from redisolar.dao.daily_boards import day_of
+
+        return [day_of(int(d)) for d in self.redis.zrange(self.keys.leaderboard_days_key(), 0, -1)]
+
+    def remove_site_from_leaderboards(self, site_id: int) -> None:
+        """Remove a site from the capacity board and from every day's generation/efficiency boards."""
+        member = self.keys.member(check_site_id(site_id))
+        days = self.daily_board_days()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(self.keys.capacity_leaderboard_key(), member)
+        for day in days:
+            pipe.zrem(self.keys.daily_leaderboard_key("generation", day), member)
+            pipe.zrem(self.keys.daily_leaderboard_key("efficiency", day), member)
+            pipe.hdel(self.keys.daily_versions_key(day), member)
+        pipe.execute()
+
+    def rebuild_capacity_leaderboard(self) -> int:
+        """Rebuild the capacity board from the sites (one atomic replace). Returns the site count."""
+        sites = self.site_dao.find_all()
+        key = self.keys.capacity_leaderboard_key()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(key)
+        if sites:
+            pipe.zadd(key, {self.keys.member(site.id): site.capacity for site in sites})
+        pipe.execute()
+        return len(sites)
+
+    def prune_daily_boards(self, keep_days: int) -> int:
+        """Forget day boards older than ``keep_days`` days before today (their keys expire by
+        themselves). Returns how many days were dropped from the index."""
+        today = day_number_of(utcnow().date())
+        return int(self.redis.zremrangebyscore(self.keys.leaderboard_days_key(), "-inf", today - keep_days - 1))

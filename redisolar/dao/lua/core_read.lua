@@ -1,0 +1,125 @@
+-- Core backend: read one site's readings in [start, end) and reduce them on the server.
+-- KEYS[1] series meta hash. ARGV[1] retention ms (0 = none), ARGV[2] partition key prefix,
+-- ARGV[3] mode, ARGV[4] start ms (inclusive), ARGV[5] end ms (exclusive), then by mode:
+--   'raw'    ARGV[6] metric (1 generated, 2 used, 3 temperature, 4 net)  -> {ts, value, ts, value, ...}
+--   'agg'    ARGV[6] metric, ARGV[7] aggregator, ARGV[8] bucket ms      -> {bucket ts, value, ...}
+--   'stats'  KEYS[2] the site hash -> {count, sum generated, max generated, min generated, sum used,
+--            sum temperature, capacity or ''} ({0, capacity or ''} when no reading is in the range)
+--   'latest' -> {ts, generated, used, temperature} of the newest reading, or {}
+--   'daysum' -> {version, sum of generated in [start, end)}
+-- Readings older than the retention window (counted back from the newest reading) are invisible.
+-- Values are returned as strings formatted with %.17g, so they convert back to the exact doubles.
+local DAY = 86400000
+local REC = 28
+local retention = tonumber(ARGV[1])
+local prefix = ARGV[2]
+local mode = ARGV[3]
+local meta = redis.call('HMGET', KEYS[1], 'newest', 'lo', 'hi', 'v')
+local newest = tonumber(meta[1])
+local function capacity() return redis.call('HGET', KEYS[2], 'capacity') or '' end
+if newest == nil then
+  if mode == 'daysum' then return {0, '0'} end
+  if mode == 'stats' then return {0, capacity()} end
+  return {}
+end
+local function fmt(x) return string.format('%.17g', x) end
+
+if mode == 'latest' then
+  local part = redis.call('GET', prefix .. meta[3])
+  local off, g, u, c = struct.unpack('<I4ddd', part, #part - REC + 1)
+  return {tonumber(meta[3]) * DAY + off, fmt(g), fmt(u), fmt(c)}
+end
+
+local start_ms = tonumber(ARGV[4])
+local end_ms = tonumber(ARGV[5])
+if retention > 0 and start_ms < newest - retention then start_ms = newest - retention end
+
+-- Calls visit(ts, generated, used, temperature) for every reading in [start_ms, end_ms), in order.
+local function each(visit)
+  local first = math.max(math.floor(start_ms / DAY), tonumber(meta[2]))
+  local last = math.min(math.floor((end_ms - 1) / DAY), tonumber(meta[3]))
+  for day = first, last do
+    local part = redis.call('GET', prefix .. day)
+    if part then
+      local base = day * DAY
+      for p = 1, #part, REC do
+        local off, g, u, c = struct.unpack('<I4ddd', part, p)
+        local ts = base + off
+        if ts >= end_ms then return end
+        if ts >= start_ms then visit(ts, g, u, c) end
+      end
+    end
+  end
+end
+
+local metric = tonumber(ARGV[6])
+local function pick(g, u, c)
+  if metric == 1 then return g elseif metric == 2 then return u elseif metric == 3 then return c end
+  return g - u
+end
+
+if mode == 'raw' then
+  local out = {}
+  each(function(ts, g, u, c)
+    out[#out + 1] = ts
+    out[#out + 1] = fmt(pick(g, u, c))
+  end)
+  return out
+end
+
+if mode == 'agg' then
+  local agg = ARGV[7]
+  local bucket = tonumber(ARGV[8])
+  local out = {}
+  local cur, n, acc, first, last, lo, hi
+  local function flush()
+    if cur == nil then return end
+    local v
+    if agg == 'avg' then v = acc / n
+    elseif agg == 'sum' then v = acc
+    elseif agg == 'min' then v = lo
+    elseif agg == 'max' then v = hi
+    elseif agg == 'count' then v = n
+    elseif agg == 'first' then v = first
+    elseif agg == 'last' then v = last
+    else v = hi - lo end
+    out[#out + 1] = cur
+    out[#out + 1] = fmt(v)
+  end
+  each(function(ts, g, u, c)
+    local x = pick(g, u, c)
+    local b = ts - (ts % bucket)
+    if b ~= cur then
+      flush()
+      cur, n, acc, first, lo, hi = b, 0, 0, x, x, x
+    end
+    n = n + 1
+    acc = acc + x
+    last = x
+    if x < lo then lo = x end
+    if x > hi then hi = x end
+  end)
+  flush()
+  return out
+end
+
+if mode == 'stats' then
+  local n, sg, mg, ng, su, sc = 0, 0, nil, nil, 0, 0
+  each(function(ts, g, u, c)
+    n = n + 1
+    sg = sg + g
+    su = su + u
+    sc = sc + c
+    if mg == nil or g > mg then mg = g end
+    if ng == nil or g < ng then ng = g end
+  end)
+  if n == 0 then return {0, capacity()} end
+  return {n, fmt(sg), fmt(mg), fmt(ng), fmt(su), fmt(sc), capacity()}
+end
+
+if mode == 'daysum' then
+  local sum = 0
+  each(function(ts, g) sum = sum + g end)
+  return {tonumber(meta[4]), fmt(sum)}
+end
+return redis.error_reply('unknown mode ' .. mode)

@@ -1,0 +1,115 @@
+-- Core backend: upsert one site's readings into UTC-day partitions of packed records.
+-- A partition is a string of 28-byte records '<I4ddd' (ms offset in the day, Wh generated, Wh used,
+-- temperature), sorted by offset, one record per timestamp. Net generation is derived on read.
+-- KEYS[1] series meta hash (fields v, newest, lo, hi), KEYS[2] the site hash (for its capacity).
+-- ARGV[1] retention in ms (0 = keep everything), ARGV[2] partition key prefix (same hash tag),
+-- ARGV[3] the readings: 32-byte records '<dddd' (ms timestamp, generated, used, temperature),
+--         sorted by timestamp, timestamps unique.
+-- Returns {version, capacity or '', day, generation sum of that day, ...} for every day touched, or
+-- the error 'RETENTION <oldest allowed ms>' without writing anything.
+local DAY = 86400000
+local REC = 28
+local retention = tonumber(ARGV[1])
+local prefix = ARGV[2]
+local data = ARGV[3]
+local count = #data / 32
+
+local first_ts = struct.unpack('<d', data, 1)
+local last_ts = struct.unpack('<d', data, (count - 1) * 32 + 1)
+local meta = redis.call('HMGET', KEYS[1], 'newest', 'lo', 'hi', 'v')
+local newest = tonumber(meta[1]) or last_ts
+if last_ts > newest then newest = last_ts end
+local cutoff = -1
+if retention > 0 then
+  cutoff = newest - retention
+  if first_ts < cutoff then
+    return redis.error_reply(string.format('RETENTION %d', cutoff))
+  end
+end
+
+local function last_offset(key, len)
+  return struct.unpack('<I4', redis.call('GETRANGE', key, len - REC, len - REC + 3))
+end
+
+local function merge(key, new_offsets, new_records)
+  local old = redis.call('GET', key)
+  local out = {}
+  local i, j = 1, 1
+  local n_old = #old / REC
+  while i <= n_old or j <= #new_offsets do
+    local old_off = nil
+    if i <= n_old then old_off = struct.unpack('<I4', old, (i - 1) * REC + 1) end
+    if j > #new_offsets or (old_off ~= nil and old_off < new_offsets[j]) then
+      out[#out + 1] = string.sub(old, (i - 1) * REC + 1, i * REC)
+      i = i + 1
+    else
+      if old_off == new_offsets[j] then i = i + 1 end
+      out[#out + 1] = new_records[j]
+      j = j + 1
+    end
+  end
+  redis.call('SET', key, table.concat(out))
+end
+
+local function write_day(day, offsets, records)
+  local key = prefix .. day
+  local len = redis.call('STRLEN', key)
+  if len == 0 then
+    redis.call('SET', key, table.concat(records))
+  elseif offsets[1] > last_offset(key, len) then
+    redis.call('APPEND', key, table.concat(records))
+  else
+    merge(key, offsets, records)
+  end
+end
+
+local days = {}
+local pos = 1
+while pos <= #data do
+  local ts = struct.unpack('<d', data, pos)
+  local day = math.floor(ts / DAY)
+  local offsets, records = {}, {}
+  while pos <= #data do
+    local t, g, u, c = struct.unpack('<dddd', data, pos)
+    if math.floor(t / DAY) ~= day then break end
+    offsets[#offsets + 1] = t - day * DAY
+    records[#records + 1] = struct.pack('<I4ddd', t - day * DAY, g, u, c)
+    pos = pos + 32
+  end
+  write_day(day, offsets, records)
+  days[#days + 1] = day
+end
+
+-- Partition bookkeeping and retention: drop whole days older than the cutoff.
+local lo = tonumber(meta[2]) or days[1]
+local hi = tonumber(meta[3]) or days[#days]
+if days[1] < lo then lo = days[1] end
+if days[#days] > hi then hi = days[#days] end
+if cutoff >= 0 then
+  local last_dead = math.floor(cutoff / DAY) - 1
+  for d = lo, math.min(last_dead, hi) do
+    redis.call('DEL', prefix .. d)
+  end
+  if last_dead + 1 > lo then lo = last_dead + 1 end
+end
+local now = redis.call('TIME')
+local version = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local previous = tonumber(meta[4])
+if previous and previous >= version then version = previous + 1 end
+redis.call('HSET', KEYS[1], 'newest', string.format('%d', newest), 'lo', lo, 'hi', hi,
+  'v', string.format('%d', version))
+
+local out = {version, redis.call('HGET', KEYS[2], 'capacity') or ''}
+for _, day in ipairs(days) do
+  if day >= lo then
+    local part = redis.call('GET', prefix .. day) or ''
+    local sum = 0
+    for p = 1, #part, REC do
+      local off, g = struct.unpack('<I4d', part, p)
+      if day * DAY + off >= cutoff then sum = sum + g end
+    end
+    out[#out + 1] = day
+    out[#out + 1] = string.format('%.17g', sum)
+  end
+end
+return out

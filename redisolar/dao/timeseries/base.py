@@ -1,0 +1,109 @@
+"""What both time-series backends share: the contract, its value types and reply parsing.
+
+Timestamps are integer milliseconds since the epoch (UTC); ranges are ``[start, end)``. A reading is
+stored once per timestamp (a re-sent reading replaces the stored one). Retention counts back from the
+newest reading of a site: older readings are invisible and cannot be written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from redisolar.dao.scripts import ScriptCall
+from redisolar.models.site import MetricType
+
+AGGREGATIONS = ("avg", "sum", "min", "max", "count", "first", "last", "range")
+
+Record = tuple[int, float, float, float]
+"""One reading as stored: (ms timestamp, Wh generated, Wh used, temperature °C)."""
+
+Point = tuple[int, float]
+"""One point of a series: (ms timestamp, value)."""
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What a site's write returned: its new data version, capacity, and touched days' generation."""
+
+    site_id: int
+    version: int
+    capacity: float | None
+    day_sums: dict[int, float]
+
+
+@dataclass(frozen=True)
+class PeriodStats:
+    """Reductions of a site's readings over a period (``count`` readings, at least one)."""
+
+    count: int
+    sum_generated: float
+    max_generated: float
+    min_generated: float
+    sum_used: float
+    sum_temp: float
+
+
+class RetentionViolation(Exception):
+    """A site's write was refused because a reading is older than ``oldest_allowed`` (ms)."""
+
+    def __init__(self, oldest_allowed: int) -> None:
+        super().__init__(f"readings must not be older than {oldest_allowed} ms")
+        self.oldest_allowed = oldest_allowed
+
+
+class Backend(Protocol):
+    """The storage contract both backends fulfil. Reads cost one round trip each."""
+
+    name: str
+
+    def newest(self, site_ids: list[int]) -> dict[int, int | None]:
+        """The newest stored timestamp of each site (None: no readings)."""
+
+    def write_call(self, site_id: int, records: list[Record]) -> ScriptCall:
+        """The script call that stores ``records`` (sorted, unique timestamps) atomically."""
+
+    def points(self, site_id: int, metric: MetricType, start: int, end: int) -> list[Point]:
+        """Raw points in ``[start, end)``."""
+
+    def aggregate(
+        self, site_id: int, metric: MetricType, start: int, end: int, bucket: int, aggregation: str
+    ) -> list[Point]:
+        """Buckets aligned to the epoch, for the points in ``[start, end)``; empty buckets omitted."""
+
+    def latest(self, site_id: int) -> dict[MetricType, Point]:
+        """The newest point of every metric (empty when the site has no readings)."""
+
+    def stats(self, site_id: int, start: int, end: int) -> tuple[PeriodStats | None, float | None]:
+        """Reductions over ``[start, end)`` and the site's capacity (kW, None if unknown)."""
+
+    def day_sums(self, site_ids: list[int], start: int, end: int) -> dict[int, tuple[int, float]]:
+        """Each site's (data version, generation sum) over ``[start, end)``, in one round trip."""
+
+    def delete(self, site_id: int) -> None:
+        """Remove every key holding the site's readings."""
+
+
+def parse_write_outcome(site_id: int, reply: list[Any]) -> WriteOutcome:
+    """Parse the reply of ``core_write.lua`` / ``ts_write.lua``."""
+    capacity = to_str(reply[1])
+    sums = {int(reply[i]): float(reply[i + 1]) for i in range(2, len(reply), 2)}
+    return WriteOutcome(site_id, int(reply[0]), float(capacity) if capacity else None, sums)
+
+
+def to_str(value: Any) -> str:
+    """A reply item as text, whatever the client's ``decode_responses``."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return "" if value is None else str(value)
+
+
+def parse_points(reply: Any) -> list[Point]:
+    """``[[ts, value], ...]`` (TS.RANGE, RESP2 or RESP3) as points."""
+    return [(int(ts), float(value)) for ts, value in reply or ()]
+
+
+def parse_flat_points(reply: Any) -> list[Point]:
+    """``[ts, value, ts, value, ...]`` (our scripts) as points."""
+    items = list(reply or ())
+    return [(int(items[i]), float(items[i + 1])) for i in range(0, len(items), 2)]

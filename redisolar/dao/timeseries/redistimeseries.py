@@ -1,0 +1,122 @@
+"""The ``redistimeseries`` backend: Redis Stack, Redis 8, or any server with the timeseries module.
+
+One series per (site, metric), ``ts:{site:ID}:METRIC``, labelled ``app``, ``site_id``, ``metric`` and
+``type``, with ``DUPLICATE_POLICY LAST`` (a re-sent reading replaces the stored one) and the configured
+retention. Series are created inside ``ts_write.lua`` with the write that needs them (no TS.INFO
+round trip, no check-then-create race); aggregation is the module's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from redis.exceptions import ResponseError
+
+from redisolar.dao.key_manager import KeyManager
+from redisolar.dao.scripts import ScriptCall, run_scripts, script
+from redisolar.dao.timeseries.base import PeriodStats, Point, Record, parse_points, to_str
+from redisolar.models.site import MetricType
+
+_SERIES = (MetricType.WH_GENERATED, MetricType.WH_USED, MetricType.TEMP_C, MetricType.NET_GENERATION)
+
+
+def _missing(reply: Any) -> bool:
+    """Whether ``reply`` is the module's error for a series that does not exist."""
+    return isinstance(reply, ResponseError) and "does not exist" in str(reply)
+
+
+def _checked(reply: Any) -> Any:
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+class RedisTimeSeriesBackend:
+    """Readings in RedisTimeSeries series (see the module docstring)."""
+
+    name = "redistimeseries"
+
+    def __init__(self, client: redis.Redis, keys: KeyManager, retention_ms: int) -> None:
+        self.client = client
+        self.keys = keys
+        self.retention_ms = retention_ms
+
+    def _series(self, site_id: int) -> tuple[str, ...]:
+        return tuple(self.keys.timeseries_key(site_id, metric) for metric in _SERIES)
+
+    def _run(self, *commands: tuple[Any, ...]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return [None if _missing(r) else _checked(r) for r in pipe.execute(raise_on_error=False)]
+
+    def newest(self, site_ids: list[int]) -> dict[int, int | None]:
+        replies = self._run(
+            *(("TS.GET", self.keys.timeseries_key(s, MetricType.WH_GENERATED)) for s in site_ids)
+        )
+        return {s: int(r[0]) if r else None for s, r in zip(site_ids, replies, strict=True)}
+
+    def write_call(self, site_id: int, records: list[Record]) -> ScriptCall:
+        args: list[Any] = [self.retention_ms, site_id, self.keys.key_prefix]
+        for ts, generated, used, temp in records:
+            args += (ts, repr(generated), repr(used), repr(temp), repr(generated - used))
+        keys = (*self._series(site_id), self.keys.series_meta_key(site_id), self.keys.site_key(site_id))
+        return ScriptCall(script("ts_write"), keys, tuple(args))
+
+    def points(self, site_id: int, metric: MetricType, start: int, end: int) -> list[Point]:
+        reply = self._run(("TS.RANGE", self.keys.timeseries_key(site_id, metric), start, end - 1))
+        return parse_points(reply[0])
+
+    def aggregate(
+        self, site_id: int, metric: MetricType, start: int, end: int, bucket: int, aggregation: str
+    ) -> list[Point]:
+        key = self.keys.timeseries_key(site_id, metric)
+        reply = self._run(("TS.RANGE", key, start, end - 1, "AGGREGATION", aggregation, bucket))
+        return parse_points(reply[0])
+
+    def latest(self, site_id: int) -> dict[MetricType, Point]:
+        replies = self._run(*(("TS.GET", key) for key in self._series(site_id)))
+        return {
+            metric: (int(reply[0]), float(reply[1]))
+            for metric, reply in zip(_SERIES, replies, strict=True)
+            if reply
+        }
+
+    def stats(self, site_id: int, start: int, end: int) -> tuple[PeriodStats | None, float | None]:
+        generated, used, temp = (self.keys.timeseries_key(site_id, m) for m in _SERIES[:3])
+        whole = ("ALIGN", "start")
+        width = end - start
+
+        def one(key: str, aggregation: str) -> tuple[Any, ...]:
+            return ("TS.RANGE", key, start, end - 1, "AGGREGATION", aggregation, width, *whole)
+
+        *replies, capacity = self._run(
+            one(generated, "count"),
+            one(generated, "sum"),
+            one(generated, "max"),
+            one(generated, "min"),
+            one(used, "sum"),
+            one(temp, "sum"),
+            ("HGET", self.keys.site_key(site_id), "capacity"),
+        )
+        capacity_kw = float(capacity) if to_str(capacity) else None
+        if not replies[0]:
+            return None, capacity_kw
+        count, *values = (float(parse_points(r)[0][1]) if r else 0.0 for r in replies)
+        return PeriodStats(int(count), *values), capacity_kw
+
+    def day_sums(self, site_ids: list[int], start: int, end: int) -> dict[int, tuple[int, float]]:
+        calls = [
+            ScriptCall(
+                script("ts_daysum"),
+                (self.keys.timeseries_key(s, MetricType.WH_GENERATED), self.keys.series_meta_key(s)),
+                (start, end),
+            )
+            for s in site_ids
+        ]
+        replies = run_scripts(self.client, calls)
+        return {s: (int(r[0]), float(r[1])) for s, r in zip(site_ids, replies, strict=True)}
+
+    def delete(self, site_id: int) -> None:
+        self.client.delete(*self._series(site_id), self.keys.series_meta_key(site_id))

@@ -1,0 +1,263 @@
+"""Meter readings as time series (the seed's Step 3 API) over two interchangeable backends.
+
+``TimeSeriesDao(client)`` picks the backend from the server it talks to: ``redistimeseries`` when the
+server knows ``TS.ADD``, ``core`` otherwise (any Redis ≥ 6.2); ``backend=`` forces one. Both give the
+same answers for the same data:
+
+- ranges are ``[start, end)``; naive datetimes mean UTC; results carry aware UTC datetimes;
+- a re-sent reading (same site and timestamp) replaces the stored one;
+- retention counts back from the site's newest reading; a reading older than that is refused with
+  :class:`~redisolar.errors.InvalidReading` (nothing of its batch is written);
+- ``add_readings_batch`` validates the whole batch first, then writes each site's part atomically and
+  sets that site's daily generation and efficiency leaderboard scores from the stored day totals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import redis
+from redis.exceptions import ResponseError
+
+from redisolar.dao.daily_boards import DailyBoards, efficiency_percent
+from redisolar.dao.key_manager import KeyManager, key_manager
+from redisolar.dao.scripts import run_scripts
+from redisolar.dao.timeseries.base import AGGREGATIONS, Backend, Point, Record, parse_write_outcome
+from redisolar.dao.timeseries.core import CoreBackend
+from redisolar.dao.timeseries.redistimeseries import RedisTimeSeriesBackend
+from redisolar.errors import InvalidQuery, InvalidReading
+from redisolar.models.site import MeterReading, MetricType, SiteAnalytics, TimeSeriesData, check_site_id
+from redisolar.timeutil import MS_PER_HOUR, from_ms, to_ms
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETENTION_MS = 30 * 24 * MS_PER_HOUR
+BACKENDS = ("auto", "redistimeseries", "core")
+MAX_BUCKETS = 100_000
+
+
+def server_has_timeseries(client: redis.Redis) -> bool:
+    """Whether the server behind ``client`` knows the RedisTimeSeries commands."""
+    try:
+        client.execute_command("TS.INFO", "redisolar:probe:{none}")
+    except ResponseError as exc:
+        return "unknown command" not in str(exc).lower()
+    return True
+
+
+class TimeSeriesDao:
+    """Meter readings of every site, stored by the backend chosen for ``client``'s server."""
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        *,
+        keys: KeyManager | None = None,
+        retention_ms: int = DEFAULT_RETENTION_MS,
+        backend: str = "auto",
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"Unknown time-series backend {backend!r}: use one of {', '.join(BACKENDS)}")
+        if retention_ms < 0:
+            raise ValueError("Retention must not be negative (0 keeps everything)")
+        self.redis = redis_client
+        self.keys = keys or key_manager
+        self.default_retention = retention_ms
+        self._backend_name = backend
+        self._backend: Backend | None = None
+        self.boards = DailyBoards(redis_client, self.keys, retention_ms)
+
+    @property
+    def backend(self) -> Backend:
+        """The backend in use (chosen on first use when ``backend="auto"``)."""
+        if self._backend is None:
+            name = self._backend_name
+            if name == "auto":
+                name = "redistimeseries" if server_has_timeseries(self.redis) else "core"
+            cls = RedisTimeSeriesBackend if name == "redistimeseries" else CoreBackend
+            self._backend = cls(self.redis, self.keys, self.default_retention)
+            log.info("time-series backend: %s", name)
+        return self._backend
+
+    # -- writes ------------------------------------------------------------------------------------
+    def add_reading(self, reading: MeterReading) -> None:
+        """Store one reading (an upsert) and update the site's daily leaderboard scores."""
+        self.add_readings_batch([reading])
+
+    def add_readings_batch(self, readings: Iterable[MeterReading]) -> int:
+        """Store readings of any sites: all-or-nothing validation, then one atomic write per site.
+
+        Returns the number of distinct (site, timestamp) readings stored. Raises
+        :class:`InvalidReading` before writing anything if an item is not a reading or a reading is
+        older than its site's retention window.
+        """
+        by_site = self._group(readings)
+        if not by_site:
+            return 0
+        self._check_retention(by_site)
+        site_ids = list(by_site)
+        calls = [self.backend.write_call(s, by_site[s]) for s in site_ids]
+        try:
+            replies = run_scripts(self.redis, calls)
+        except ResponseError as exc:
+            self._raise_if_retention(exc)
+            raise
+        outcomes = [parse_write_outcome(s, r) for s, r in zip(site_ids, replies, strict=True)]
+        self.boards.apply(
+            (o.site_id, day, o.version, total, o.capacity)
+            for o in outcomes
+            for day, total in o.day_sums.items()
+        )
+        return sum(len(records) for records in by_site.values())
+
+    @staticmethod
+    def _group(readings: Iterable[MeterReading]) -> dict[int, list[Record]]:
+        """Readings by site, sorted by time, the last of equal timestamps kept."""
+        by_site: dict[int, dict[int, Record]] = {}
+        for index, reading in enumerate(readings):
+            if not isinstance(reading, MeterReading):
+                raise InvalidReading(f"Item {index} is not a meter reading")
+            ts = reading.timestamp_millis
+            record = (ts, reading.wh_generated, reading.wh_used, reading.temp_c)
+            by_site.setdefault(reading.site_id, {})[ts] = record
+        return {site: [r[ts] for ts in sorted(r)] for site, r in by_site.items()}
+
+    def _check_retention(self, by_site: dict[int, list[Record]]) -> None:
+        retention = self.default_retention
+        if not retention:
+            return
+        newest = self.backend.newest(list(by_site))
+        for site_id, records in by_site.items():
+            latest = max(records[-1][0], newest[site_id] or records[-1][0])
+            oldest = records[0][0]
+            if oldest < latest - retention:
+                raise self._retention_error(site_id, oldest, latest - retention)
+
+    def _retention_error(self, site_id: int, ts: int, oldest_allowed: int) -> InvalidReading:
+        days = self.default_retention / (24 * MS_PER_HOUR)
+        return InvalidReading(
+            f"Reading of site {site_id} at {from_ms(ts).isoformat()} is older than the retention window "
+            f"({days:g} days back from the site's newest reading): the oldest accepted timestamp is "
+            f"{from_ms(oldest_allowed).isoformat()}",
+            {"site_id": site_id, "timestamp": from_ms(ts).isoformat(),
+             "oldest_accepted": from_ms(oldest_allowed).isoformat()},
+        )
+
+    def _raise_if_retention(self, exc: ResponseError) -> None:
+        """A site's script refused its part (another writer advanced it meanwhile): say so."""
+        message = str(exc)
+        if message.startswith("RETENTION"):
+            oldest_allowed = int(message.split()[1])
+            raise InvalidReading(
+                "A reading is older than the retention window (newer readings arrived meanwhile); "
+                f"the oldest accepted timestamp is {from_ms(oldest_allowed).isoformat()}",
+                {"oldest_accepted": from_ms(oldest_allowed).isoformat()},
+            ) from None
+
+    # -- reads -------------------------------------------------------------------------------------
+    def get_readings_range(
+        self, site_id: int, metric: MetricType, start_time: datetime, end_time: datetime
+    ) -> list[TimeSeriesData]:
+        """Raw readings of one metric in ``[start_time, end_time)``."""
+        start, end = self._range(site_id, start_time, end_time)
+        if start == end:
+            return []
+        return _data(self.backend.points(site_id, MetricType(metric), start, end))
+
+    def get_latest_reading(self, site_id: int, metric: MetricType) -> TimeSeriesData | None:
+        """The newest reading of one metric, or None."""
+        return self.get_latest_readings(site_id).get(MetricType(metric))
+
+    def get_latest_readings(self, site_id: int) -> dict[MetricType, TimeSeriesData]:
+        """The newest reading of every metric of a site (one round trip); empty without readings."""
+        latest = self.backend.latest(check_site_id(site_id))
+        return {metric: TimeSeriesData(from_ms(ts), value) for metric, (ts, value) in latest.items()}
+
+    def get_aggregated_data(
+        self,
+        site_id: int,
+        metric: MetricType,
+        start_time: datetime,
+        end_time: datetime,
+        bucket_size_ms: int = MS_PER_HOUR,
+        aggregation: str = "avg",
+    ) -> list[TimeSeriesData]:
+        """Buckets of ``bucket_size_ms`` (aligned to the epoch) over ``[start_time, end_time)``.
+
+        ``aggregation`` is one of avg, sum, min, max, count, first, last, range; empty buckets are
+        left out.
+        """
+        if aggregation not in AGGREGATIONS:
+            raise InvalidQuery(f"Unknown aggregation {aggregation!r}: use one of {', '.join(AGGREGATIONS)}")
+        if isinstance(bucket_size_ms, bool) or not isinstance(bucket_size_ms, int) or bucket_size_ms < 1:
+            raise InvalidQuery("bucket_size must be a positive whole number of milliseconds")
+        start, end = self._range(site_id, start_time, end_time)
+        if start == end:
+            return []
+        if (end - start) // bucket_size_ms > MAX_BUCKETS:
+            raise InvalidQuery(f"Too many buckets: at most {MAX_BUCKETS} per query, use a larger bucket_size")
+        points = self.backend.aggregate(site_id, MetricType(metric), start, end, bucket_size_ms, aggregation)
+        return _data(points)
+
+    def get_site_analytics(
+        self, site_id: int, start_time: datetime, end_time: datetime
+    ) -> SiteAnalytics | None:
+        """Totals, extremes and the capacity factor of a site over ``[start_time, end_time)``.
+
+        ``efficiency_percent`` = 100 × Wh generated / (kW × 1000 × hours in the period); it is 0 when
+        the site's capacity is unknown. None when the period holds no reading.
+        """
+        start, end = self._range(site_id, start_time, end_time)
+        if start == end:
+            return None
+        stats, capacity = self.backend.stats(site_id, start, end)
+        if stats is None:
+            return None
+        efficiency = efficiency_percent(stats.sum_generated, capacity, (end - start) / MS_PER_HOUR)
+        return SiteAnalytics(
+            site_id=site_id,
+            period_start=from_ms(start),
+            period_end=from_ms(end),
+            total_generated=stats.sum_generated,
+            total_used=stats.sum_used,
+            avg_generation=stats.sum_generated / stats.count,
+            max_generation=stats.max_generated,
+            min_generation=stats.min_generated,
+            avg_temperature=stats.sum_temp / stats.count,
+            efficiency_percent=efficiency or 0.0,
+            reading_count=stats.count,
+        )
+
+    def get_generation_totals(
+        self, site_ids: Sequence[int], start_time: datetime, end_time: datetime
+    ) -> dict[int, tuple[int, float]]:
+        """Each site's (data version, Wh generated) over ``[start_time, end_time)``, one round trip."""
+        if not site_ids:
+            return {}
+        start, end = to_ms(start_time), to_ms(end_time)
+        if end <= start:
+            raise InvalidQuery("The end of a range must be after its start")
+        return self.backend.day_sums([check_site_id(s) for s in site_ids], start, end)
+
+    def delete_site_data(self, site_id: int) -> None:
+        """Remove every key holding the site's readings (no KEYS scan: the keys are known)."""
+        self.backend.delete(check_site_id(site_id))
+
+    @staticmethod
+    def _range(site_id: int, start_time: datetime, end_time: datetime) -> tuple[int, int]:
+        check_site_id(site_id)
+        if not isinstance(start_time, datetime) or not isinstance(end_time, datetime):
+            raise InvalidQuery("start and end must be datetimes")
+        start, end = to_ms(start_time), to_ms(end_time)
+        if end < start:
+            raise InvalidQuery("The end of a range must not be before its start")
+        return max(start, 0), max(end, 0)
+
+
+def _data(points: list[Point]) -> list[TimeSeriesData]:
+    return [TimeSeriesData(from_ms(ts), value) for ts, value in points]
+
+
+__all__ = ["DEFAULT_RETENTION_MS", "TimeSeriesDao", "server_has_timeseries"]

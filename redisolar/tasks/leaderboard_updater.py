@@ -1,0 +1,146 @@
+"""The leaderboard reconciler (the seed's Step 5 ``LeaderboardUpdater``).
+
+Ingest keeps the daily boards current by itself; this reconciler recomputes them from the stored
+readings, to repair what a crash between a write and its board update could leave behind, and after
+a site's capacity changes. Scores carry the data version they came from, so a reconcile racing an
+ingest never overwrites a newer score. Across processes, one reconcile runs at a time (a Redis lock);
+the periodic thread is started only by the process that should run it (``redisolar serve`` starts it
+in one process), never at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+import redis
+
+from redisolar.dao.key_manager import KeyManager, key_manager
+from redisolar.dao.leaderboard_dao import LeaderboardDao
+from redisolar.dao.site_dao_redis import SiteDaoRedis
+from redisolar.dao.timeseries_dao import TimeSeriesDao
+from redisolar.timeutil import MS_PER_DAY, UTC, utcnow
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500
+LOCK_NAME = "leaderboard_updater"
+
+
+@dataclass(frozen=True)
+class UpdateReport:
+    """What one reconcile did."""
+
+    day: date
+    sites: int
+    capacity_entries: int
+    daily_scores_changed: int
+
+
+class LeaderboardUpdater:
+    """Recomputes the capacity board and a day's generation/efficiency boards from the data."""
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        *,
+        keys: KeyManager | None = None,
+        site_dao: SiteDaoRedis | None = None,
+        timeseries_dao: TimeSeriesDao | None = None,
+        leaderboard_dao: LeaderboardDao | None = None,
+        lock_timeout_s: float = 300.0,
+    ) -> None:
+        self.redis = redis_client
+        self.keys = keys or key_manager
+        self.site_dao = site_dao or SiteDaoRedis(redis_client, keys=self.keys)
+        self.timeseries_dao = timeseries_dao or TimeSeriesDao(redis_client, keys=self.keys)
+        self.leaderboard_dao = leaderboard_dao or LeaderboardDao(redis_client, self.site_dao, keys=self.keys)
+        self.lock_timeout_s = lock_timeout_s
+        self.is_running = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- one pass ----------------------------------------------------------------------------------
+    def update_all_leaderboards(self, day: date | None = None) -> UpdateReport | None:
+        """Reconcile every board for ``day`` (default today, UTC) under the cross-process lock.
+
+        Returns None when another process holds the lock (its pass does the same work).
+        """
+        lock = self.redis.lock(self.keys.lock_key(LOCK_NAME), timeout=self.lock_timeout_s, blocking=False)
+        if not lock.acquire():
+            log.info("leaderboard reconcile skipped: another process is running it")
+            return None
+        try:
+            return self._update_all(day or utcnow().date())
+        finally:
+            lock.release()
+
+    def _update_all(self, day: date) -> UpdateReport:
+        capacity = self.update_capacity_leaderboard()
+        changed = self.update_generation_leaderboard(day)
+        retention_days = self.timeseries_dao.default_retention // MS_PER_DAY
+        if retention_days:
+            self.leaderboard_dao.prune_daily_boards(retention_days + 1)
+        log.info("leaderboards reconciled for %s: %d sites, %d scores changed", day, capacity, changed)
+        return UpdateReport(day, self.site_dao.count(), capacity, changed)
+
+    def update_capacity_leaderboard(self) -> int:
+        """Rebuild the capacity board from the sites. Returns the number of entries."""
+        return self.leaderboard_dao.rebuild_capacity_leaderboard()
+
+    def update_generation_leaderboard(self, day: date | None = None) -> int:
+        """Recompute a day's generation and efficiency scores of every site from its readings.
+
+        Costs one round trip per 500 sites, plus one for the site list. Returns the number of
+        scores that changed.
+        """
+        day = day or utcnow().date()
+        start = datetime.combine(day, time(0), tzinfo=UTC)
+        end = start + timedelta(days=1)
+        sites = self.site_dao.find_all()
+        changed = 0
+        for i in range(0, len(sites), CHUNK):
+            chunk = sites[i : i + CHUNK]
+            totals = self.timeseries_dao.get_generation_totals([s.id for s in chunk], start, end)
+            day_number = (day - date(1970, 1, 1)).days
+            changed += self.timeseries_dao.boards.apply(
+                (site.id, day_number, totals[site.id][0], totals[site.id][1], site.capacity)
+                for site in chunk
+                if totals[site.id][0] > 0
+            )
+        return changed
+
+    update_efficiency_leaderboard = update_generation_leaderboard
+    """Efficiency scores are set together with generation scores (same day totals)."""
+
+    # -- periodic thread ---------------------------------------------------------------------------
+    def start(self, update_interval: float = 300.0) -> None:
+        """Reconcile every ``update_interval`` seconds in a daemon thread, until :meth:`stop`."""
+        if self.is_running:
+            return
+        self._stop.clear()
+        self.is_running = True
+        self._thread = threading.Thread(
+            target=self._loop, args=(update_interval,), name="leaderboard-updater", daemon=True
+        )
+        self._thread.start()
+        log.info("leaderboard updater started, every %.0f s", update_interval)
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it."""
+        self.is_running = False
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        log.info("leaderboard updater stopped")
+
+    def _loop(self, interval: float) -> None:
+        while not self._stop.is_set():
+            try:
+                self.update_all_leaderboards()
+            except redis.RedisError:
+                log.exception("leaderboard reconcile failed; retrying in %.0f s", interval)
+            self._stop.wait(interval)
