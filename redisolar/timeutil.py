@@ -16,10 +16,15 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+
 def to_ms(value: datetime) -> int:
     """Milliseconds since the Unix epoch (naive means UTC), exact to the millisecond."""
-    delta = as_utc(value) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _ONE_MS
 
 
 def from_ms(millis: int) -> datetime:

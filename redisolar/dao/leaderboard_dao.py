@@ -4,8 +4,8 @@
 - ``generation`` and ``efficiency``: one sorted set per UTC day, kept exact at ingest (see
   :mod:`redisolar.dao.daily_boards`); without a ``day`` argument, methods use today's (UTC) boards.
 
-Members are ``site:ID``. Reading a page costs two round trips whatever its length: the ranks, then
-every site of the page in one pipeline.
+Members are ``site:ID``. Reading a page costs one round trip whatever its length (``lb_page.lua``
+reads the ranks and the sites' fields together; standalone servers).
 """
 
 from __future__ import annotations
@@ -18,17 +18,12 @@ import redis
 from redisolar.dao.daily_boards import day_number_of
 from redisolar.dao.key_manager import LEADERBOARD_TYPES, KeyManager, key_manager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
-from redisolar.dao.site_dao_redis import SiteDaoRedis
+from redisolar.dao.site_dao_redis import SITE_FIELDS, SiteDaoRedis, site_from_row
 from redisolar.errors import InvalidQuery
-from redisolar.models.site import LeaderboardEntry, Site, check_site_id
+from redisolar.models.site import LeaderboardEntry, check_site_id
 from redisolar.timeutil import utcnow
 
 MAX_PAGE = 1000
-
-
-def _site_id(member: Any) -> int:
-    text = member.decode() if isinstance(member, bytes) else str(member)
-    return int(text.split(":", 1)[1])
 
 
 class LeaderboardDao:
@@ -106,18 +101,22 @@ class LeaderboardDao:
         if not 1 <= limit <= MAX_PAGE or offset < 0:
             raise InvalidQuery(f"limit must be 1..{MAX_PAGE} and offset not negative")
         key = self.leaderboard_key(leaderboard_type, day)
-        rows = self.redis.zrevrange(key, offset, offset + limit - 1, withscores=True)
-        return self._entries(rows, offset + 1)
+        return self._page(key, offset, offset + limit - 1)
 
-    def _entries(self, rows: list[Any], first_rank: int) -> list[LeaderboardEntry]:
-        """Entries for ``(member, score)`` rows, sites fetched in one pipeline; deleted sites skipped."""
-        ids = [_site_id(member) for member, _ in rows]
-        sites = self.site_dao.find_by_ids(ids) if ids else []
-        return [
-            LeaderboardEntry(site=site, score=float(score), rank=first_rank + i)
-            for i, ((_, score), site) in enumerate(zip(rows, sites, strict=True))
-            if isinstance(site, Site)
-        ]
+    def _page(self, key: str, first: int, last: int) -> list[LeaderboardEntry]:
+        """Ranks ``first..last`` (0-based) of a board with their sites, in one round trip."""
+        call = ScriptCall(
+            script("lb_page"),
+            (key,),
+            (self.keys.site_key_prefix(), "}", first, last, *SITE_FIELDS),
+        )
+        reply = run_scripts(self.redis, [call])[0]
+        entries = []
+        for i in range(0, len(reply), 3):
+            site = site_from_row(reply[i + 2])
+            if site is not None:  # a site deleted since it was ranked is left out
+                entries.append(LeaderboardEntry(site=site, score=float(reply[i + 1]), rank=first + 1 + i // 3))
+        return entries
 
     def get_site_rank(self, site_id: int, leaderboard_type: str, day: date | None = None) -> int | None:
         """A site's 1-based rank (highest score first), or None when it is not on the board."""
@@ -155,8 +154,7 @@ class LeaderboardDao:
         if rank is None:
             return []
         start = max(0, int(rank) - context_size)
-        rows = self.redis.zrevrange(key, start, int(rank) + context_size, withscores=True)
-        return self._entries(rows, start + 1)
+        return self._page(key, start, int(rank) + context_size)
 
     # -- maintenance -------------------------------------------------------------------------------
     def daily_board_days(self) -> list[date]:

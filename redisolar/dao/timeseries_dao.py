@@ -29,7 +29,7 @@ from redisolar.dao.timeseries.core import CoreBackend
 from redisolar.dao.timeseries.redistimeseries import RedisTimeSeriesBackend
 from redisolar.errors import InvalidQuery, InvalidReading
 from redisolar.models.site import MeterReading, MetricType, SiteAnalytics, TimeSeriesData, check_site_id
-from redisolar.timeutil import MS_PER_HOUR, from_ms, to_ms
+from redisolar.timeutil import MS_PER_HOUR, from_ms, to_ms, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,14 @@ class TimeSeriesDao:
         return {site: [r[ts] for ts in sorted(r)] for site, r in by_site.items()}
 
     def _check_retention(self, by_site: dict[int, list[Record]]) -> None:
+        """Refuse the batch if a reading is older than its site's window. The stored newest reading
+        is only looked up when it matters: no stored reading lies beyond now + the clock-skew
+        allowance, so a batch that is entirely newer than that minus retention always fits."""
         retention = self.default_retention
         if not retention:
+            return
+        horizon = to_ms(utcnow() + MeterReading.max_clock_skew) - retention
+        if all(records[0][0] >= horizon for records in by_site.values()):
             return
         newest = self.backend.newest(list(by_site))
         for site_id, records in by_site.items():
@@ -232,8 +238,8 @@ class TimeSeriesDao:
 
     def get_generation_totals(
         self, site_ids: Sequence[int], start_time: datetime, end_time: datetime
-    ) -> dict[int, tuple[int, float]]:
-        """Each site's (data version, Wh generated) over ``[start_time, end_time)``, one round trip."""
+    ) -> dict[int, tuple[int, float, int]]:
+        """Each site's (data version, Wh generated, readings) in ``[start_time, end_time)``, one round trip."""
         if not site_ids:
             return {}
         start, end = to_ms(start_time), to_ms(end_time)

@@ -1,0 +1,141 @@
+"""The logic the REST API and the CLI share, on top of the DAOs.
+
+:class:`Services` bundles one Redis client and the DAOs built on it; :func:`build_services` makes one
+from :class:`Settings`. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
+
+from redisolar.config import Config
+from redisolar.dao.key_manager import KeyManager
+from redisolar.dao.leaderboard_dao import LeaderboardDao
+from redisolar.dao.site_dao_redis import SiteDaoRedis
+from redisolar.dao.timeseries_dao import TimeSeriesDao
+from redisolar.errors import SiteNotFound
+from redisolar.models.site import Site
+from redisolar.tasks.leaderboard_updater import LeaderboardUpdater
+from redisolar.timeutil import MS_PER_DAY, utcnow
+
+SUMMARY_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about storage. ``redis`` says where Redis is."""
+
+    redis: Config = field(default_factory=Config)
+    timeseries_backend: str = "auto"  # auto | redistimeseries | core
+    retention_days: float = 30.0
+    search_backend: str = "auto"  # auto | redisearch | core
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.retention_days * MS_PER_DAY)
+
+
+@dataclass
+class Services:
+    """One Redis client and the DAOs that use it."""
+
+    settings: Settings
+    redis: redis.Redis
+    keys: KeyManager
+    sites: SiteDaoRedis
+    timeseries: TimeSeriesDao
+    leaderboards: LeaderboardDao
+    updater: LeaderboardUpdater
+
+    # -- sites, kept consistent with their data and the leaderboards --------------------------------
+    def create_site(self, site: Site) -> Site:
+        """Register a new site (409 ``SiteAlreadyExists`` if the id is taken); it joins the capacity board."""
+        self.sites.create(site)
+        return site
+
+    def update_site(self, site: Site) -> Site:
+        """Replace a site's details; a capacity change re-scores its efficiency in every day board."""
+        old = self.sites.find_by_id(site.id)
+        if old is None:
+            raise SiteNotFound(site.id)
+        self.sites.update(site)
+        if old.capacity != site.capacity:
+            self._rescore_efficiency(site)
+        return site
+
+    def delete_site(self, site_id: int) -> None:
+        """Delete a site, its readings and its leaderboard entries (404 if unknown)."""
+        if not self.sites.exists(site_id):
+            raise SiteNotFound(site_id)
+        self.timeseries.delete_site_data(site_id)
+        self.leaderboards.remove_site_from_leaderboards(site_id)
+        self.sites.delete(site_id)
+
+    def delete_all_sites(self) -> int:
+        """Delete every site with its data and leaderboard entries. Returns how many were deleted."""
+        sites = self.sites.find_all()
+        for site in sites:
+            self.delete_site(site.id)
+        return len(sites)
+
+    def _rescore_efficiency(self, site: Site) -> None:
+        """Recompute the site's efficiency scores from its generation scores (two round trips)."""
+        days = self.leaderboards.daily_board_days()
+        member = self.keys.member(site.id)
+        pipe = self.redis.pipeline(transaction=False)
+        for day in days:
+            pipe.zscore(self.keys.daily_leaderboard_key("generation", day), member)
+        scores = pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for day, generation in zip(days, scores, strict=True):
+            if generation is not None:
+                efficiency = 100.0 * float(generation) / (site.capacity * 24_000.0)
+                pipe.zadd(self.keys.daily_leaderboard_key("efficiency", day), {member: efficiency}, xx=True)
+        pipe.execute()
+
+    # -- fleet summary ----------------------------------------------------------------------------------
+    def summary(self, now: datetime | None = None, hours: int = 24) -> dict[str, Any]:
+        """The fleet over the last ``hours``: sites, capacity, generation, capacity factor.
+
+        Costs two round trips plus one per 500 sites.
+        """
+        end = now or utcnow()
+        start = end - timedelta(hours=hours)
+        sites = self.sites.find_all()
+        total_capacity = math.fsum(site.capacity for site in sites)
+        generation: list[float] = []
+        for i in range(0, len(sites), SUMMARY_CHUNK):
+            ids = [site.id for site in sites[i : i + SUMMARY_CHUNK]]
+            totals = self.timeseries.get_generation_totals(ids, start, end)
+            generation += [total for _, total, count in totals.values() if count > 0]
+        total_generation = math.fsum(generation)
+        possible = total_capacity * 1000.0 * hours
+        return {
+            "total_sites": len(sites),
+            "active_sites_24h": len(generation),
+            "total_capacity_kw": total_capacity,
+            "total_generation_24h_wh": total_generation,
+            "overall_efficiency_percent": 100.0 * total_generation / possible if possible else 0.0,
+            "period_start": start.isoformat(),
+            "period_end": end.isoformat(),
+        }
+
+
+def build_services(settings: Settings, client: redis.Redis | None = None) -> Services:
+    """Services on ``client`` (default: a new pooled client from ``settings.redis``); connects lazily."""
+    client = client if client is not None else settings.redis.client()
+    keys = KeyManager(settings.redis.redis_key_prefix)
+    sites = SiteDaoRedis(client, keys=keys, search=settings.search_backend)
+    timeseries = TimeSeriesDao(
+        client, keys=keys, retention_ms=settings.retention_ms, backend=settings.timeseries_backend
+    )
+    leaderboards = LeaderboardDao(client, sites, keys=keys)
+    updater = LeaderboardUpdater(
+        client, keys=keys, site_dao=sites, timeseries_dao=timeseries, leaderboard_dao=leaderboards
+    )
+    return Services(settings, client, keys, sites, timeseries, leaderboards, updater)

@@ -106,9 +106,10 @@ class LeaderboardUpdater:
             totals = self.timeseries_dao.get_generation_totals([s.id for s in chunk], start, end)
             day_number = (day - date(1970, 1, 1)).days
             changed += self.timeseries_dao.boards.apply(
-                (site.id, day_number, totals[site.id][0], totals[site.id][1], site.capacity)
+                (site.id, day_number, version, generation, site.capacity)
                 for site in chunk
-                if totals[site.id][0] > 0
+                for version, generation, count in [totals[site.id]]
+                if count > 0
             )
         return changed
 

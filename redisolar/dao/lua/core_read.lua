@@ -6,7 +6,7 @@
 --   'stats'  KEYS[2] the site hash -> {count, sum generated, max generated, min generated, sum used,
 --            sum temperature, capacity or ''} ({0, capacity or ''} when no reading is in the range)
 --   'latest' -> {ts, generated, used, temperature} of the newest reading, or {}
---   'daysum' -> {version, sum of generated in [start, end)}
+--   'daysum' -> {version, sum of generated in [start, end), number of readings in it}
 -- Readings older than the retention window (counted back from the newest reading) are invisible.
 -- Values are returned as strings formatted with %.17g, so they convert back to the exact doubles.
 local DAY = 86400000
@@ -18,7 +18,7 @@ local meta = redis.call('HMGET', KEYS[1], 'newest', 'lo', 'hi', 'v')
 local newest = tonumber(meta[1])
 local function capacity() return redis.call('HGET', KEYS[2], 'capacity') or '' end
 if newest == nil then
-  if mode == 'daysum' then return {0, '0'} end
+  if mode == 'daysum' then return {0, '0', 0} end
   if mode == 'stats' then return {0, capacity()} end
   return {}
 end
@@ -118,8 +118,11 @@ if mode == 'stats' then
 end
 
 if mode == 'daysum' then
-  local sum = 0
-  each(function(ts, g) sum = sum + g end)
-  return {tonumber(meta[4]), fmt(sum)}
+  local sum, n = 0, 0
+  each(function(ts, g)
+    sum = sum + g
+    n = n + 1
+  end)
+  return {tonumber(meta[4]), fmt(sum), n}
 end
 return redis.error_reply('unknown mode ' .. mode)

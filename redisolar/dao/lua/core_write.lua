@@ -1,4 +1,5 @@
 -- Core backend: upsert one site's readings into UTC-day partitions of packed records.
+-- (Writes replace a partition with SET: APPEND would leave unused spare capacity behind.)
 -- A partition is a string of 28-byte records '<I4ddd' (ms offset in the day, Wh generated, Wh used,
 -- temperature), sorted by offset, one record per timestamp. Net generation is derived on read.
 -- KEYS[1] series meta hash (fields v, newest, lo, hi), KEYS[2] the site hash (for its capacity).
@@ -57,7 +58,8 @@ local function write_day(day, offsets, records)
   if len == 0 then
     redis.call('SET', key, table.concat(records))
   elseif offsets[1] > last_offset(key, len) then
-    redis.call('APPEND', key, table.concat(records))
+    -- SET, not APPEND: APPEND reserves spare room (up to doubling the string) that is never freed
+    redis.call('SET', key, redis.call('GET', key) .. table.concat(records))
   else
     merge(key, offsets, records)
   end

@@ -2,18 +2,21 @@
 -- KEYS[1..4] series wh_generated, wh_used, temp_c, net_generation; KEYS[5] series meta hash (field v);
 -- KEYS[6] the site hash (for its capacity).
 -- ARGV[1] retention in ms (0 = keep everything), ARGV[2] site id, ARGV[3] key prefix (a label),
--- then five arguments per reading: ms timestamp, generated, used, temperature, net; sorted by
--- timestamp, timestamps unique.
+-- ARGV[4] the readings: 32-byte records '<dddd' (ms timestamp, generated, used, temperature),
+--         sorted by timestamp, timestamps unique. Net generation is generated - used. Numbers are
+--         passed to the module as Lua numbers: Redis turns them into round-trip exact text.
 -- Returns {version, capacity or '', day, generation sum of that day, ...} for every day touched, or
 -- the error 'RETENTION <oldest allowed ms>' without writing anything.
 local DAY = 86400000
 local METRICS = {'wh_generated', 'wh_used', 'temp_c', 'net_generation'}
 local retention = tonumber(ARGV[1])
-local first_ts = tonumber(ARGV[4])
-local last_ts = tonumber(ARGV[#ARGV - 4])
+local data = ARGV[4]
+local first_ts = struct.unpack('<d', data, 1)
+local last_ts = struct.unpack('<d', data, #data - 31)
 
 local newest = last_ts
-if redis.call('EXISTS', KEYS[1]) == 1 then
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+if exists then
   local latest = redis.call('TS.GET', KEYS[1])
   if latest[1] and tonumber(latest[1]) > newest then newest = tonumber(latest[1]) end
 end
@@ -25,8 +28,9 @@ if retention > 0 then
   end
 end
 
-for m = 1, 4 do
-  if redis.call('EXISTS', KEYS[m]) == 0 then
+-- The four series are created together, here, so the first one tells about all of them.
+if not exists then
+  for m = 1, 4 do
     redis.call('TS.CREATE', KEYS[m], 'RETENTION', ARGV[1], 'DUPLICATE_POLICY', 'LAST',
       'LABELS', 'app', ARGV[3], 'site_id', ARGV[2], 'metric', METRICS[m], 'type', 'meter_reading')
   end
@@ -43,15 +47,16 @@ local function flush()
   end
 end
 local days, seen = {}, {}
-for i = 4, #ARGV, 5 do
-  local ts = ARGV[i]
+for pos = 1, #data, 32 do
+  local t, g, u, c = struct.unpack('<dddd', data, pos)
+  local values = {g, u, c, g - u}
   for m = 1, 4 do
     args[#args + 1] = KEYS[m]
-    args[#args + 1] = ts
-    args[#args + 1] = ARGV[i + m]
+    args[#args + 1] = t
+    args[#args + 1] = values[m]
   end
   if #args >= 3000 then flush() end
-  local day = math.floor(tonumber(ts) / DAY)
+  local day = math.floor(t / DAY)
   if not seen[day] then
     seen[day] = true
     days[#days + 1] = day

@@ -7,6 +7,7 @@ newest reading of a site: older readings are invisible and cannot be written.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -77,11 +78,18 @@ class Backend(Protocol):
     def stats(self, site_id: int, start: int, end: int) -> tuple[PeriodStats | None, float | None]:
         """Reductions over ``[start, end)`` and the site's capacity (kW, None if unknown)."""
 
-    def day_sums(self, site_ids: list[int], start: int, end: int) -> dict[int, tuple[int, float]]:
-        """Each site's (data version, generation sum) over ``[start, end)``, in one round trip."""
+    def day_sums(self, site_ids: list[int], start: int, end: int) -> dict[int, tuple[int, float, int]]:
+        """Each site's (data version, generation sum, reading count) over ``[start, end)``, one round trip."""
 
     def delete(self, site_id: int) -> None:
         """Remove every key holding the site's readings."""
+
+
+def pack_records(records: list[Record]) -> bytes:
+    """Readings as the write scripts take them: 32-byte little-endian records (ts, gen, used, temp),
+    timestamps as doubles (exact below 2**53 ms). One argument per site keeps the command small."""
+    flat = [value for record in records for value in record]
+    return struct.pack(f"<{len(flat)}d", *flat)
 
 
 def parse_write_outcome(site_id: int, reply: list[Any]) -> WriteOutcome:

@@ -10,8 +10,6 @@ generation is derived on read (generated − used), so it costs no memory.
 
 from __future__ import annotations
 
-import struct
-
 import redis
 
 from redisolar.dao.key_manager import KeyManager
@@ -20,6 +18,7 @@ from redisolar.dao.timeseries.base import (
     PeriodStats,
     Point,
     Record,
+    pack_records,
     parse_flat_points,
     to_str,
 )
@@ -53,12 +52,10 @@ class CoreBackend:
         }
 
     def write_call(self, site_id: int, records: list[Record]) -> ScriptCall:
-        flat = [value for record in records for value in record]
-        packed = struct.pack(f"<{len(flat)}d", *flat)
         return ScriptCall(
             script("core_write"),
             (self.keys.series_meta_key(site_id), self.keys.site_key(site_id)),
-            (self.retention_ms, self.keys.core_partition_prefix(site_id), packed),
+            (self.retention_ms, self.keys.core_partition_prefix(site_id), pack_records(records)),
         )
 
     def _read(self, site_id: int, mode: str, *args: object) -> list[object]:
@@ -101,7 +98,7 @@ class CoreBackend:
         stats = PeriodStats(int(count), *(float(v) for v in values)) if int(count) else None
         return stats, float(capacity) if to_str(capacity) else None
 
-    def day_sums(self, site_ids: list[int], start: int, end: int) -> dict[int, tuple[int, float]]:
+    def day_sums(self, site_ids: list[int], start: int, end: int) -> dict[int, tuple[int, float, int]]:
         calls = [
             ScriptCall(
                 script("core_read"),
@@ -112,7 +109,7 @@ class CoreBackend:
         ]
         replies = run_scripts(self.client, calls)
         return {
-            site_id: (int(reply[0]), float(to_str(reply[1])))
+            site_id: (int(reply[0]), float(to_str(reply[1])), int(reply[2]))
             for site_id, reply in zip(site_ids, replies, strict=True)
         }
 

@@ -15,7 +15,7 @@ from redis.exceptions import ResponseError
 
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
-from redisolar.dao.timeseries.base import PeriodStats, Point, Record, parse_points, to_str
+from redisolar.dao.timeseries.base import PeriodStats, Point, Record, pack_records, parse_points, to_str
 from redisolar.models.site import MetricType
 
 _SERIES = (MetricType.WH_GENERATED, MetricType.WH_USED, MetricType.TEMP_C, MetricType.NET_GENERATION)
@@ -58,11 +58,9 @@ class RedisTimeSeriesBackend:
         return {s: int(r[0]) if r else None for s, r in zip(site_ids, replies, strict=True)}
 
     def write_call(self, site_id: int, records: list[Record]) -> ScriptCall:
-        args: list[Any] = [self.retention_ms, site_id, self.keys.key_prefix]
-        for ts, generated, used, temp in records:
-            args += (ts, repr(generated), repr(used), repr(temp), repr(generated - used))
         keys = (*self._series(site_id), self.keys.series_meta_key(site_id), self.keys.site_key(site_id))
-        return ScriptCall(script("ts_write"), keys, tuple(args))
+        args = (self.retention_ms, site_id, self.keys.key_prefix, pack_records(records))
+        return ScriptCall(script("ts_write"), keys, args)
 
     def points(self, site_id: int, metric: MetricType, start: int, end: int) -> list[Point]:
         reply = self._run(("TS.RANGE", self.keys.timeseries_key(site_id, metric), start, end - 1))
@@ -106,7 +104,7 @@ class RedisTimeSeriesBackend:
         count, *values = (float(parse_points(r)[0][1]) if r else 0.0 for r in replies)
         return PeriodStats(int(count), *values), capacity_kw
 
-    def day_sums(self, site_ids: list[int], start: int, end: int) -> dict[int, tuple[int, float]]:
+    def day_sums(self, site_ids: list[int], start: int, end: int) -> dict[int, tuple[int, float, int]]:
         calls = [
             ScriptCall(
                 script("ts_daysum"),
@@ -116,7 +114,7 @@ class RedisTimeSeriesBackend:
             for s in site_ids
         ]
         replies = run_scripts(self.client, calls)
-        return {s: (int(r[0]), float(r[1])) for s, r in zip(site_ids, replies, strict=True)}
+        return {s: (int(r[0]), float(r[1]), int(r[2])) for s, r in zip(site_ids, replies, strict=True)}
 
     def delete(self, site_id: int) -> None:
         self.client.delete(*self._series(site_id), self.keys.series_meta_key(site_id))

@@ -1,0 +1,88 @@
+"""One DAO benchmark run, in its own process, through whichever ``redisolar`` package is importable.
+
+Usage: python bench/dao_work.py PORT DB SITES DAYS  -> one JSON line of timings (seconds).
+The work: insert SITES sites; ingest SITES*DAYS*24 hourly readings in time order through
+``add_readings_batch`` in batches of 1,000; make the leaderboards current (the seed's design needs
+its updater for that, ours keeps them current at ingest); read the top-100 capacity leaderboard 50
+times; ask 50 seven-day site analytics. Run with PYTHONPATH pointing at the seed design to measure it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import sys
+import time
+
+import redis
+
+
+def main() -> None:
+    port, db, n_sites, days = (int(a) for a in sys.argv[1:5])
+    from redisolar.dao.leaderboard_dao import LeaderboardDao
+    from redisolar.dao.site_dao_redis import SiteDaoRedis
+    from redisolar.dao.timeseries_dao import TimeSeriesDao
+    from redisolar.models.site import MeterReading, Site
+
+    client = redis.Redis(port=port, db=db, decode_responses=True)
+    client.flushdb()
+    rng = random.Random(7)
+    sites = [
+        Site(id=i, capacity=round(rng.uniform(2, 10), 1), panels=rng.randint(6, 30), address=f"{i} Sun St",
+             city="Oakland", state="CA", postal_code="94601")
+        for i in range(1, n_sites + 1)
+    ]
+    end = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0).replace(tzinfo=None)
+    readings = []
+    for site in sites:
+        for h in range(days * 24):
+            t = end - dt.timedelta(hours=h)
+            f = max(0.0, 1 - abs(t.hour - 12) / 12)
+            readings.append(MeterReading(
+                site_id=site.id, timestamp=t, wh_generated=site.capacity * 800 * f * rng.uniform(0.7, 1.3),
+                wh_used=site.capacity * 200 * rng.uniform(0.8, 1.2), temp_c=20 + 15 * f))
+    readings.sort(key=lambda m: m.timestamp)
+    site_dao = SiteDaoRedis(client)
+    ts = TimeSeriesDao(client)
+    lb = LeaderboardDao(client, site_dao)
+    out: dict[str, object] = {"readings": len(readings)}
+
+    t0 = time.perf_counter()
+    site_dao.insert_many(*sites)
+    out["insert_sites"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for i in range(0, len(readings), 1000):
+        ts.add_readings_batch(readings[i : i + 1000])
+    out["ingest"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    lb.rebuild_capacity_leaderboard()
+    from redisolar.tasks import leaderboard_updater as updater_module
+
+    updater = getattr(updater_module, "leaderboard_updater", None)
+    if updater is not None:  # the seed's design: leaderboards are current only after its updater ran
+        updater.update_generation_leaderboard()
+        updater.update_efficiency_leaderboard()
+    out["leaderboards_current"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for _ in range(50):
+        top = lb.get_capacity_leaders(100)
+    out["top100_x50"] = time.perf_counter() - t0
+    out["top100_len"] = len(top)
+
+    t0 = time.perf_counter()
+    start = end - dt.timedelta(days=7)
+    analytics = None
+    for i in range(50):
+        analytics = ts.get_site_analytics(sites[i % len(sites)].id, start, end)
+    out["analytics_x50"] = time.perf_counter() - t0
+    out["analytics_count"] = analytics.reading_count if analytics else None
+    out["used_memory"] = int(client.info("memory")["used_memory"])
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
