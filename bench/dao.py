@@ -26,10 +26,17 @@ WORK = ROOT / "bench" / "dao_work.py"
 
 
 def run_work(server: RedisServer, package_dir: Path, sites: int, days: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(package_dir), SEEDREF_REDIS_PORT=str(server.port),
-               SEEDREF_REDIS_DB="0")
-    out = subprocess.run([sys.executable, str(WORK), str(server.port), "0", str(sites), str(days)],
-                         env=env, check=True, capture_output=True, text=True, cwd=str(package_dir))
+    env = dict(
+        os.environ, PYTHONPATH=str(package_dir), SEEDREF_REDIS_PORT=str(server.port), SEEDREF_REDIS_DB="0"
+    )
+    out = subprocess.run(
+        [sys.executable, str(WORK), str(server.port), "0", str(sites), str(days)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=str(package_dir),
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -47,11 +54,16 @@ def median_figures(runs: list[dict]) -> dict[str, float]:
 
 
 def show(title: str, values: dict[str, float]) -> None:
-    print(f"  {title:<28} ingest {values['ingest_readings_per_s']:>10,.0f} readings/s (until leaderboards "
-          f"current)   top-100 read {values['top100_ms']:7.2f} ms   7-day analytics {values['analytics_7d_ms']:6.2f} ms")
+    ingest, top, analytics = values["ingest_readings_per_s"], values["top100_ms"], values["analytics_7d_ms"]
+    print(
+        f"  {title:<28} ingest {ingest:>10,.0f} readings/s (until leaderboards current)"
+        f"   top-100 read {top:7.2f} ms   7-day analytics {analytics:6.2f} ms"
+    )
 
 
-def memory_per_sample(spec: ServerSpec, backend: str, sites: int, days: int, minutes: int) -> dict[str, float]:
+def memory_per_sample(
+    spec: ServerSpec, backend: str, sites: int, days: int, minutes: int
+) -> dict[str, float]:
     """Load a fleet through the project's DAO and measure what the readings cost in memory."""
     import redis
 
@@ -62,9 +74,20 @@ def memory_per_sample(spec: ServerSpec, backend: str, sites: int, days: int, min
 
     with RedisServer(spec) as server:
         client = redis.Redis(port=server.port, decode_responses=True)
-        SiteDaoRedis(client).insert_many(*(
-            Site(id=i, capacity=5.0, panels=12, address=f"{i} Main St", city="Austin", state="TX",
-                 postal_code="73301") for i in range(1, sites + 1)))
+        SiteDaoRedis(client).insert_many(
+            *(
+                Site(
+                    id=i,
+                    capacity=5.0,
+                    panels=12,
+                    address=f"{i} Main St",
+                    city="Austin",
+                    state="TX",
+                    postal_code="73301",
+                )
+                for i in range(1, sites + 1)
+            )
+        )
         dao = TimeSeriesDao(client, backend=backend)
         before = int(client.info("memory")["used_memory"])
         end = utcnow().replace(second=0, microsecond=0, minute=0)
@@ -74,8 +97,15 @@ def memory_per_sample(spec: ServerSpec, backend: str, sites: int, days: int, min
         for step in range(steps, 0, -1):
             at = end - timedelta(minutes=minutes * step)
             for site_id in range(1, sites + 1):
-                batch.append(MeterReading(site_id=site_id, timestamp=at, wh_generated=123.4 + step % 97,
-                                          wh_used=56.78 + site_id % 13, temp_c=21.5 + (step % 20) / 4))
+                batch.append(
+                    MeterReading(
+                        site_id=site_id,
+                        timestamp=at,
+                        wh_generated=123.4 + step % 97,
+                        wh_used=56.78 + site_id % 13,
+                        temp_c=21.5 + (step % 20) / 4,
+                    )
+                )
             if len(batch) >= 5000:
                 count += dao.add_readings_batch(batch)
                 batch = []
@@ -86,7 +116,9 @@ def memory_per_sample(spec: ServerSpec, backend: str, sites: int, days: int, min
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--baseline", type=Path)
     parser.add_argument("--sites", type=int, default=200)
     parser.add_argument("--days", type=int, default=7)
@@ -95,8 +127,10 @@ def main() -> None:
     stack, plain = find_stack_server(), find_plain_server()
     if stack is None or plain is None:
         sys.exit("bench needs both redis-server and Redis Stack (make redis-stack)")
-    print(f"DAO benchmark: {args.sites} sites x {args.days} days hourly = {args.sites * args.days * 24:,} "
-          f"readings, batches of 1,000; median of {args.rounds} runs")
+    print(
+        f"DAO benchmark: {args.sites} sites x {args.days} days hourly = {args.sites * args.days * 24:,} "
+        f"readings, batches of 1,000; median of {args.rounds} runs"
+    )
     ours: list[dict] = []
     base: list[dict] = []
     with RedisServer(stack) as server:
@@ -113,15 +147,21 @@ def main() -> None:
         seed = median_figures(base)
         show(f"baseline ({args.baseline.name})", seed)
         print("  ratios (project / baseline, higher is better):")
-        print(f"    ingest until leaderboards current: {mine['ingest_readings_per_s'] / seed['ingest_readings_per_s']:6.1f}x")
-        print(f"    top-100 leaderboard read:          {seed['top100_ms'] / mine['top100_ms']:6.1f}x")
-        print(f"    7-day site analytics:              {seed['analytics_7d_ms'] / mine['analytics_7d_ms']:6.1f}x")
+        ratios = (
+            ("ingest until boards current", mine["ingest_readings_per_s"] / seed["ingest_readings_per_s"]),
+            ("top-100 leaderboard read", seed["top100_ms"] / mine["top100_ms"]),
+            ("7-day site analytics", seed["analytics_7d_ms"] / mine["analytics_7d_ms"]),
+        )
+        for label, ratio in ratios:
+            print(f"    {label + ':':<36}{ratio:6.1f}x")
     print("Memory per stored sample (3 measured values per reading; RedisTimeSeries also stores net):")
     for label, spec, backend in (("redistimeseries", stack, "redistimeseries"), ("core", plain, "core")):
         for days, minutes in ((args.days, 60), (1, 5)):
             m = memory_per_sample(spec, backend, args.sites, days, minutes)
-            print(f"  {label:<16} {args.sites} sites x {days} d every {minutes:>2} min: "
-                  f"{m['bytes_per_sample']:6.2f} bytes/sample ({m['bytes_per_reading']:6.1f} bytes/reading)")
+            print(
+                f"  {label:<16} {args.sites} sites x {days} d every {minutes:>2} min: "
+                f"{m['bytes_per_sample']:6.2f} bytes/sample ({m['bytes_per_reading']:6.1f} bytes/reading)"
+            )
 
 
 if __name__ == "__main__":

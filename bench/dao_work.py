@@ -29,19 +29,32 @@ def main() -> None:
     client.flushdb()
     rng = random.Random(7)
     sites = [
-        Site(id=i, capacity=round(rng.uniform(2, 10), 1), panels=rng.randint(6, 30), address=f"{i} Sun St",
-             city="Oakland", state="CA", postal_code="94601")
+        Site(
+            id=i,
+            capacity=round(rng.uniform(2, 10), 1),
+            panels=rng.randint(6, 30),
+            address=f"{i} Sun St",
+            city="Oakland",
+            state="CA",
+            postal_code="94601",
+        )
         for i in range(1, n_sites + 1)
     ]
-    end = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0).replace(tzinfo=None)
+    end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0).replace(tzinfo=None)
     readings = []
     for site in sites:
         for h in range(days * 24):
             t = end - dt.timedelta(hours=h)
             f = max(0.0, 1 - abs(t.hour - 12) / 12)
-            readings.append(MeterReading(
-                site_id=site.id, timestamp=t, wh_generated=site.capacity * 800 * f * rng.uniform(0.7, 1.3),
-                wh_used=site.capacity * 200 * rng.uniform(0.8, 1.2), temp_c=20 + 15 * f))
+            readings.append(
+                MeterReading(
+                    site_id=site.id,
+                    timestamp=t,
+                    wh_generated=site.capacity * 800 * f * rng.uniform(0.7, 1.3),
+                    wh_used=site.capacity * 200 * rng.uniform(0.8, 1.2),
+                    temp_c=20 + 15 * f,
+                )
+            )
     readings.sort(key=lambda m: m.timestamp)
     site_dao = SiteDaoRedis(client)
     ts = TimeSeriesDao(client)

@@ -57,7 +57,9 @@ def test_resent_reading_replaces_the_stored_one(dao: TimeSeriesDao) -> None:
 
 
 def test_last_duplicate_in_a_batch_wins(dao: TimeSeriesDao) -> None:
-    stored = dao.add_readings_batch([reading(1, BASE, 1.0), reading(1, BASE + HOUR, 2.0), reading(1, BASE, 3.0)])
+    stored = dao.add_readings_batch(
+        [reading(1, BASE, 1.0), reading(1, BASE + HOUR, 2.0), reading(1, BASE, 3.0)]
+    )
     assert stored == 2
     assert values(dao, 1, MetricType.WH_GENERATED, BASE, BASE + 2 * HOUR) == [(BASE, 3.0), (BASE + HOUR, 2.0)]
 
@@ -87,7 +89,9 @@ def test_range_includes_its_start_and_excludes_its_end(dao: TimeSeriesDao) -> No
 
 def test_naive_datetimes_mean_utc(dao: TimeSeriesDao) -> None:
     dao.add_reading(reading(1, datetime(2024, 1, 15, 12), 7.0))
-    got = dao.get_readings_range(1, MetricType.WH_GENERATED, datetime(2024, 1, 15, 12), datetime(2024, 1, 15, 13))
+    got = dao.get_readings_range(
+        1, MetricType.WH_GENERATED, datetime(2024, 1, 15, 12), datetime(2024, 1, 15, 13)
+    )
     assert [(p.timestamp, p.value) for p in got] == [(datetime(2024, 1, 15, 12, tzinfo=UTC), 7.0)]
 
 
@@ -133,7 +137,9 @@ def test_retention_edge(client: redis.Redis, backend_server) -> None:  # type: i
         dao.add_reading(reading(1, BASE + 7 * HOUR - timedelta(milliseconds=1), 6.0))
     # a batch with one reading too old writes nothing, for any of its sites
     with pytest.raises(InvalidReading):
-        dao.add_readings_batch([reading(2, BASE, 1.0), reading(1, BASE + 8 * HOUR, 8.0), reading(1, BASE, 0.5)])
+        dao.add_readings_batch(
+            [reading(2, BASE, 1.0), reading(1, BASE + 8 * HOUR, 8.0), reading(1, BASE, 0.5)]
+        )
     assert values(dao, 1, MetricType.WH_GENERATED, BASE, BASE + 11 * HOUR) == [
         (BASE + 7 * HOUR, 7.0),
         (BASE + 10 * HOUR, 10.0),
@@ -162,7 +168,9 @@ def test_a_new_batch_spanning_more_than_the_window_is_refused(dao: TimeSeriesDao
 
 
 # -- aggregations against plain Python --------------------------------------------------------------
-def python_aggregate(points: list[tuple[int, float]], bucket: int, aggregation: str) -> list[tuple[int, float]]:
+def python_aggregate(
+    points: list[tuple[int, float]], bucket: int, aggregation: str
+) -> list[tuple[int, float]]:
     buckets: dict[int, list[float]] = defaultdict(list)
     for ts, value in points:
         buckets[ts - ts % bucket].append(value)
@@ -216,7 +224,9 @@ def test_aggregations_match_python(  # type: ignore[no-untyped-def]
     }[metric]
     points = [(ts, pick(*stored[ts])) for ts in sorted(stored) if start <= ts < end]
     expected = python_aggregate(points, bucket_minutes * 60_000, aggregation)
-    got = dao.get_aggregated_data(1, metric, from_ms(start), from_ms(end), bucket_minutes * 60_000, aggregation)
+    got = dao.get_aggregated_data(
+        1, metric, from_ms(start), from_ms(end), bucket_minutes * 60_000, aggregation
+    )
     assert [to_ms(p.timestamp) for p in got] == [b for b, _ in expected]
     for point, (_, value) in zip(got, expected, strict=True):
         assert point.value == pytest.approx(value, rel=1e-9, abs=1e-6)
@@ -224,9 +234,13 @@ def test_aggregations_match_python(  # type: ignore[no-untyped-def]
     assert [(to_ms(p.timestamp), p.value) for p in raw] == points
 
 
-def test_site_analytics_match_python_and_report_the_capacity_factor(client: redis.Redis, dao: TimeSeriesDao) -> None:
+def test_site_analytics_match_python_and_report_the_capacity_factor(
+    client: redis.Redis, dao: TimeSeriesDao
+) -> None:
     SiteDaoRedis(client).insert(
-        Site(id=1, capacity=5.0, panels=10, address="1 Sun St", city="Fresno", state="CA", postal_code="93650")
+        Site(
+            id=1, capacity=5.0, panels=10, address="1 Sun St", city="Fresno", state="CA", postal_code="93650"
+        )
     )
     gens = [0.0, 100.0, 2500.5, 3000.25, 150.0, 0.0]
     batch = [reading(1, BASE + i * HOUR, g, 10.0 * i, 15.0 + i) for i, g in enumerate(gens)]
@@ -276,8 +290,17 @@ def site_keys(client: redis.Redis, site_id: int) -> list[str]:
 def test_deleting_a_site_leaves_no_key_behind(client: redis.Redis, dao: TimeSeriesDao) -> None:
     sites = SiteDaoRedis(client)
     for site_id in (1, 2):
-        sites.insert(Site(id=site_id, capacity=3.0, panels=9, address=f"{site_id} Ray Rd", city="Tucson",
-                          state="AZ", postal_code="85701"))
+        sites.insert(
+            Site(
+                id=site_id,
+                capacity=3.0,
+                panels=9,
+                address=f"{site_id} Ray Rd",
+                city="Tucson",
+                state="AZ",
+                postal_code="85701",
+            )
+        )
     now = utcnow().replace(minute=0, second=0, microsecond=0)
     for site_id in (1, 2):
         dao.add_readings_batch([reading(site_id, now - i * HOUR, 5.0) for i in range(72)])
@@ -311,8 +334,17 @@ def test_leaderboards_are_exact_after_retries_and_overwrites(client: redis.Redis
     sites = SiteDaoRedis(client)
     capacities = {1: 2.0, 2: 4.0, 3: 8.0}
     for site_id, kw in capacities.items():
-        sites.insert(Site(id=site_id, capacity=kw, panels=4, address="9 Sun Way", city="Reno", state="NV",
-                          postal_code="89501"))
+        sites.insert(
+            Site(
+                id=site_id,
+                capacity=kw,
+                panels=4,
+                address="9 Sun Way",
+                city="Reno",
+                state="NV",
+                postal_code="89501",
+            )
+        )
     lb = LeaderboardDao(client, sites)
     day = date(2024, 3, 1)
     start = datetime(2024, 3, 1, tzinfo=UTC)
@@ -348,12 +380,16 @@ def test_reconciler_restores_lost_scores(client: redis.Redis, dao: TimeSeriesDao
     from redisolar.tasks.leaderboard_updater import LeaderboardUpdater
 
     sites = SiteDaoRedis(client)
-    sites.insert(Site(id=7, capacity=3.0, panels=4, address="1 A St", city="Provo", state="UT", postal_code="84601"))
+    sites.insert(
+        Site(id=7, capacity=3.0, panels=4, address="1 A St", city="Provo", state="UT", postal_code="84601")
+    )
     today = utcnow().replace(minute=0, second=0, microsecond=0)
     dao.add_reading(reading(7, today, 300.0))
     lb = LeaderboardDao(client, sites)
-    client.delete(KeyManager().daily_leaderboard_key("generation", today.date()),
-                  KeyManager().daily_versions_key(today.date()))
+    client.delete(
+        KeyManager().daily_leaderboard_key("generation", today.date()),
+        KeyManager().daily_versions_key(today.date()),
+    )
     assert lb.get_site_score(7, "generation") is None
     report = LeaderboardUpdater(client, timeseries_dao=dao).update_all_leaderboards()
     assert report is not None and report.daily_scores_changed == 1

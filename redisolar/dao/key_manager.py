@@ -25,7 +25,7 @@ class KeyManager:
     @staticmethod
     def site_tag(site_id: int) -> str:
         """The hash tag shared by all keys of one site: ``{site:ID}``."""
-        return "{site:%d}" % check_site_id(site_id)
+        return f"{{site:{check_site_id(site_id)}}}"
 
     def site_key(self, site_id: int) -> str:
         """Hash ``site:{site:ID}``: the site's fields (id, capacity, panels, address, ..., lat, lng)."""
@@ -89,7 +89,7 @@ class KeyManager:
     @staticmethod
     def day_tag(day: date) -> str:
         """The hash tag of one UTC day's leaderboards: ``{lb:YYYY-MM-DD}``."""
-        return "{lb:%s}" % day.isoformat()
+        return f"{{lb:{day.isoformat()}}}"
 
     def daily_leaderboard_key(self, kind: str, day: date) -> str:
         """Sorted set ``lb:{lb:DAY}:KIND`` (KIND generation or efficiency): member ``site:ID``."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from redisolar.dao.daily_boards import day_number_of
+from redisolar.dao.daily_boards import day_number_of, day_of
 from redisolar.dao.key_manager import LEADERBOARD_TYPES, KeyManager, key_manager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
 from redisolar.dao.site_dao_redis import SITE_FIELDS, SiteDaoRedis, site_from_row
@@ -115,13 +115,20 @@ class LeaderboardDao:
         for i in range(0, len(reply), 3):
             site = site_from_row(reply[i + 2])
             if site is not None:  # a site deleted since it was ranked is left out
-                entries.append(LeaderboardEntry(site=site, score=float(reply[i + 1]), rank=first + 1 + i // 3))
+                entries.append(
+                    LeaderboardEntry(site=site, score=float(reply[i + 1]), rank=first + 1 + i // 3)
+                )
         return entries
 
     def get_site_rank(self, site_id: int, leaderboard_type: str, day: date | None = None) -> int | None:
         """A site's 1-based rank (highest score first), or None when it is not on the board."""
-        rank = self.redis.zrevrank(self.leaderboard_key(leaderboard_type, day), self.keys.member(site_id))
-        return int(rank) + 1 if rank is not None else None
+        rank = self._rank(self.leaderboard_key(leaderboard_type, day), site_id)
+        return rank + 1 if rank is not None else None
+
+    def _rank(self, key: str, site_id: int) -> int | None:
+        """The 0-based rank of a site on a board, best first."""
+        rank: Any = self.redis.zrevrank(key, self.keys.member(site_id))
+        return int(rank) if rank is not None else None
 
     def get_site_score(self, site_id: int, leaderboard_type: str, day: date | None = None) -> float | None:
         """A site's score, or None when it is not on the board."""
@@ -150,18 +157,16 @@ class LeaderboardDao:
         if not 0 <= context_size <= 100:
             raise InvalidQuery("context must be between 0 and 100")
         key = self.leaderboard_key(leaderboard_type, day)
-        rank = self.redis.zrevrank(key, self.keys.member(site_id))
+        rank = self._rank(key, site_id)
         if rank is None:
             return []
-        start = max(0, int(rank) - context_size)
-        return self._page(key, start, int(rank) + context_size)
+        return self._page(key, max(0, rank - context_size), rank + context_size)
 
     # -- maintenance -------------------------------------------------------------------------------
     def daily_board_days(self) -> list[date]:
         """The UTC days that have daily boards, oldest first."""
-        from redisolar.dao.daily_boards import day_of
-
-        return [day_of(int(d)) for d in self.redis.zrange(self.keys.leaderboard_days_key(), 0, -1)]
+        days: Any = self.redis.zrange(self.keys.leaderboard_days_key(), 0, -1)
+        return [day_of(int(d)) for d in days]
 
     def remove_site_from_leaderboards(self, site_id: int) -> None:
         """Remove a site from the capacity board and from every day's generation/efficiency boards."""
@@ -190,4 +195,6 @@ class LeaderboardDao:
         """Forget day boards older than ``keep_days`` days before today (their keys expire by
         themselves). Returns how many days were dropped from the index."""
         today = day_number_of(utcnow().date())
-        return int(self.redis.zremrangebyscore(self.keys.leaderboard_days_key(), "-inf", today - keep_days - 1))
+        return int(
+            self.redis.zremrangebyscore(self.keys.leaderboard_days_key(), "-inf", today - keep_days - 1)
+        )

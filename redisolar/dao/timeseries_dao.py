@@ -147,8 +147,11 @@ class TimeSeriesDao:
             f"Reading of site {site_id} at {from_ms(ts).isoformat()} is older than the retention window "
             f"({days:g} days back from the site's newest reading): the oldest accepted timestamp is "
             f"{from_ms(oldest_allowed).isoformat()}",
-            {"site_id": site_id, "timestamp": from_ms(ts).isoformat(),
-             "oldest_accepted": from_ms(oldest_allowed).isoformat()},
+            {
+                "site_id": site_id,
+                "timestamp": from_ms(ts).isoformat(),
+                "oldest_accepted": from_ms(oldest_allowed).isoformat(),
+            },
         )
 
     def _raise_if_retention(self, exc: ResponseError) -> None:
@@ -239,7 +242,9 @@ class TimeSeriesDao:
     def get_generation_totals(
         self, site_ids: Sequence[int], start_time: datetime, end_time: datetime
     ) -> dict[int, tuple[int, float, int]]:
-        """Each site's (data version, Wh generated, readings) in ``[start_time, end_time)``, one round trip."""
+        """Each site's (data version, Wh generated, readings) in ``[start_time, end_time)``.
+
+        One round trip."""
         if not site_ids:
             return {}
         start, end = to_ms(start_time), to_ms(end_time)

@@ -48,7 +48,7 @@ class CoordinateSchema(Schema):
 
     @post_load
     def make_coordinate(self, data: dict[str, Any], **kwargs: Any) -> Coordinate:
-        return _build(Coordinate, data)  # type: ignore[no-any-return]
+        return _build(Coordinate, data)
 
 
 class SiteSchema(Schema):
@@ -65,7 +65,7 @@ class SiteSchema(Schema):
 
     @post_load
     def make_site(self, data: dict[str, Any], **kwargs: Any) -> Site:
-        return _build(Site, data)  # type: ignore[no-any-return]
+        return _build(Site, data)
 
 
 class MeterReadingSchema(Schema):
@@ -86,7 +86,7 @@ class MeterReadingSchema(Schema):
 
     @post_load
     def make_reading(self, data: dict[str, Any], **kwargs: Any) -> MeterReading:
-        return _build(MeterReading, data)  # type: ignore[no-any-return]
+        return _build(MeterReading, data)
 
 
 class TimeSeriesDataSchema(Schema):
@@ -97,7 +97,7 @@ class TimeSeriesDataSchema(Schema):
 
     @post_load
     def make_data(self, data: dict[str, Any], **kwargs: Any) -> TimeSeriesData:
-        return _build(TimeSeriesData, data)  # type: ignore[no-any-return]
+        return _build(TimeSeriesData, data)
 
 
 class SiteAnalyticsSchema(Schema):

@@ -9,14 +9,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from redisolar.config import Config
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.leaderboard_dao import LeaderboardDao
-from redisolar.dao.site_dao_redis import SiteDaoRedis
+from redisolar.dao.site_dao_redis import SearchMode, SiteDaoRedis
 from redisolar.dao.timeseries_dao import TimeSeriesDao
 from redisolar.errors import SiteNotFound
 from redisolar.models.site import Site
@@ -130,7 +130,7 @@ def build_services(settings: Settings, client: redis.Redis | None = None) -> Ser
     """Services on ``client`` (default: a new pooled client from ``settings.redis``); connects lazily."""
     client = client if client is not None else settings.redis.client()
     keys = KeyManager(settings.redis.redis_key_prefix)
-    sites = SiteDaoRedis(client, keys=keys, search=settings.search_backend)
+    sites = SiteDaoRedis(client, keys=keys, search=cast(SearchMode, settings.search_backend))
     timeseries = TimeSeriesDao(
         client, keys=keys, retention_ms=settings.retention_ms, backend=settings.timeseries_backend
     )

@@ -3,8 +3,9 @@
 One series per (site, metric), ``ts:{site:ID}:METRIC``, labelled ``app``, ``site_id``, ``metric`` and
 ``type``, with ``DUPLICATE_POLICY LAST`` (a re-sent reading replaces the stored one), the configured
 retention and 512-byte chunks (the default 4 KiB chunk is mostly empty at meter rates: measured here,
-512 halves the memory of hourly and 5-minute data). Series are created inside ``ts_write.lua`` with the write that needs them (no TS.INFO
-round trip, no check-then-create race); aggregation is the module's own.
+512 halves the memory of hourly and 5-minute data). Series are created inside ``ts_write.lua`` with
+the write that needs them (no TS.INFO round trip, no check-then-create race); aggregation is the
+module's own.
 """
 
 from __future__ import annotations
