@@ -396,3 +396,33 @@ def test_reconciler_restores_lost_scores(client: redis.Redis, dao: TimeSeriesDao
     assert lb.get_site_score(7, "generation") == 300.0
     assert lb.get_site_score(7, "efficiency") == pytest.approx(100 * 300.0 / (3.0 * 24_000))
     assert lb.get_site_score(7, "capacity") == 3.0
+
+
+# -- fleet rollups ------------------------------------------------------------------------------------
+def test_fleet_hourly_totals_stay_exact_under_retries_overwrites_and_deletion(dao: TimeSeriesDao) -> None:
+    now = utcnow()
+    top = now.replace(minute=0, second=0, microsecond=0)
+    batch = [
+        reading(site_id, top - timedelta(minutes=20 * i), float(site_id * 10 + i % 7))
+        for site_id in (1, 2, 3)
+        for i in range(90)  # 30 hours, so part of it lies before the 24-hour window
+    ]
+    batch.reverse()  # newest first: out of order
+    dao.add_readings_batch(batch)
+    dao.add_readings_batch(batch[:50])  # a partial retry
+    overwrites = [reading(2, top - timedelta(minutes=40), 999.0), reading(3, top, 0.0)]
+    dao.add_readings_batch(overwrites)
+    site_three_gone = [r for r in batch + overwrites if r.site_id != 3]
+
+    def expected(readings: list[MeterReading], start: datetime) -> float:
+        latest = {(r.site_id, r.timestamp): r.wh_generated for r in readings}
+        return math.fsum(v for (_, ts), v in latest.items() if start <= ts <= now)
+
+    fleet = dao.get_fleet_generation(now, 24)
+    assert fleet.period_start == top - timedelta(hours=23)
+    assert fleet.active_sites == 3
+    assert fleet.wh_generated == pytest.approx(expected(batch + overwrites, fleet.period_start), rel=1e-12)
+    dao.delete_site_data(3)
+    fleet = dao.get_fleet_generation(now, 24)
+    assert fleet.active_sites == 2
+    assert fleet.wh_generated == pytest.approx(expected(site_three_gone, fleet.period_start), rel=1e-12)

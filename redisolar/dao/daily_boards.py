@@ -14,9 +14,10 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 
 import redis
+from redis.client import Pipeline
 
 from redisolar.dao.key_manager import KeyManager
-from redisolar.dao.scripts import ScriptCall, run_scripts, script
+from redisolar.dao.scripts import Extra, ScriptCall, run_scripts, script
 from redisolar.timeutil import MS_PER_DAY
 
 HOURS_PER_DAY = 24
@@ -53,11 +54,11 @@ class DailyBoards:
         keep_until_ms = (day_number + 1) * MS_PER_DAY + self.retention_ms
         return max(keep_until_ms // 1000, int(time.time()) + 86_400)
 
-    def apply(self, scores: Iterable[tuple[int, int, int, float, float | None]]) -> int:
-        """Apply ``(site_id, day_number, version, generation_wh, capacity_kw)`` tuples in one round trip.
-
-        Returns how many (site, day) scores changed.
-        """
+    def apply(
+        self, scores: Iterable[tuple[int, int, int, float, float | None]], extra: Extra | None = None
+    ) -> int:
+        """Apply ``(site_id, day_number, version, generation_wh, capacity_kw)`` tuples in one round trip
+        (with the commands ``extra`` queues). Returns how many (site, day) scores changed."""
         by_day: dict[int, list[str | int]] = defaultdict(list)
         for site_id, day_number, version, generation, capacity in scores:
             efficiency = efficiency_percent(generation, capacity, HOURS_PER_DAY)
@@ -68,11 +69,15 @@ class DailyBoards:
                 "" if efficiency is None else repr(efficiency),
             ]
         calls = [self._call(day_number, args) for day_number, args in by_day.items()]
-        if not calls:
-            return 0
-        results = run_scripts(self.client, calls)
-        self.client.zadd(self.keys.leaderboard_days_key(), {str(d): d for d in by_day})
-        return sum(int(r) for r in results)
+        days_key = self.keys.leaderboard_days_key()
+
+        def also(pipe: Pipeline) -> None:
+            if by_day:
+                pipe.zadd(days_key, {str(d): d for d in by_day})
+            if extra is not None:
+                extra(pipe)
+
+        return sum(int(r) for r in run_scripts(self.client, calls, also))
 
     def _call(self, day_number: int, args: list[str | int]) -> ScriptCall:
         day = day_of(day_number)

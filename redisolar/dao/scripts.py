@@ -8,12 +8,14 @@ loaded and re-run; every script here is safe to re-run because it did nothing wh
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 from redis.exceptions import NoScriptError
 
 
@@ -42,15 +44,19 @@ class ScriptCall:
     args: tuple[Any, ...]
 
 
-def run_scripts(client: redis.Redis, calls: list[ScriptCall]) -> list[Any]:
-    """Run ``calls`` in one pipelined round trip (two when scripts must be loaded first).
+Extra = Callable[[Pipeline], object]
+"""Queues plain commands after the scripts, in the same round trip (their replies are dropped)."""
 
-    Returns one result per call, in order; a script's error is raised (the first one), after every
-    call has run.
+
+def run_scripts(client: redis.Redis, calls: list[ScriptCall], extra: Extra | None = None) -> list[Any]:
+    """Run ``calls`` (and what ``extra`` queues) in one pipelined round trip (two when scripts must
+    be loaded first; ``extra``'s commands run once).
+
+    Returns one result per call, in order; an error is raised (the first one), after everything ran.
     """
-    if not calls:
+    if not calls and extra is None:
         return []
-    results = _execute(client, calls)
+    results = _execute(client, calls, extra)
     missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
     if missing:
         for lua in {calls[i].script for i in missing}:
@@ -63,8 +69,14 @@ def run_scripts(client: redis.Redis, calls: list[ScriptCall]) -> list[Any]:
     return results
 
 
-def _execute(client: redis.Redis, calls: list[ScriptCall]) -> list[Any]:
+def _execute(client: redis.Redis, calls: list[ScriptCall], extra: Extra | None = None) -> list[Any]:
     pipe = client.pipeline(transaction=False)
     for call in calls:
         pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-    return list(pipe.execute(raise_on_error=False))
+    if extra is not None:
+        extra(pipe)
+    results = list(pipe.execute(raise_on_error=False))
+    for result in results[len(calls) :]:
+        if isinstance(result, Exception):
+            raise result
+    return results[: len(calls)]

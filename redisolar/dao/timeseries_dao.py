@@ -15,21 +15,32 @@ same answers for the same data:
 from __future__ import annotations
 
 import logging
+import math
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import redis
+from redis.client import Pipeline
 from redis.exceptions import ResponseError
 
 from redisolar.dao.daily_boards import DailyBoards, efficiency_percent
 from redisolar.dao.key_manager import KeyManager, key_manager
 from redisolar.dao.scripts import run_scripts
-from redisolar.dao.timeseries.base import AGGREGATIONS, Backend, Point, Record, parse_write_outcome
+from redisolar.dao.timeseries.base import (
+    AGGREGATIONS,
+    Backend,
+    Point,
+    Record,
+    WriteOutcome,
+    parse_write_outcome,
+)
 from redisolar.dao.timeseries.core import CoreBackend
 from redisolar.dao.timeseries.redistimeseries import RedisTimeSeriesBackend
 from redisolar.errors import InvalidQuery, InvalidReading
 from redisolar.models.site import MeterReading, MetricType, SiteAnalytics, TimeSeriesData, check_site_id
-from redisolar.timeutil import MS_PER_HOUR, from_ms, to_ms, utcnow
+from redisolar.timeutil import MS_PER_HOUR, as_utc, from_ms, to_ms, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +117,27 @@ class TimeSeriesDao:
             raise
         outcomes = [parse_write_outcome(s, r) for s, r in zip(site_ids, replies, strict=True)]
         self.boards.apply(
-            (o.site_id, day, o.version, total, o.capacity)
-            for o in outcomes
-            for day, total in o.day_sums.items()
+            (
+                (o.site_id, day, o.version, total, o.capacity)
+                for o in outcomes
+                for day, total in o.day_sums.items()
+            ),
+            extra=lambda pipe: self._update_fleet(pipe, outcomes),
         )
         return sum(len(records) for records in by_site.values())
+
+    def _update_fleet(self, pipe: Pipeline, outcomes: list[WriteOutcome]) -> None:
+        """Queue the fleet rollups' updates: hourly generation (exact changes, which commute, so
+        concurrent writers need no ordering) and each site's newest reading."""
+        hourly: dict[int, float] = defaultdict(float)
+        for outcome in outcomes:
+            for hour, delta in outcome.hour_deltas.items():
+                hourly[hour] += delta
+        key = self.keys.fleet_hourly_generation_key()
+        for hour, delta in hourly.items():
+            if delta:
+                pipe.hincrbyfloat(key, str(hour), delta)
+        pipe.zadd(self.keys.fleet_last_seen_key(), {str(o.site_id): o.newest for o in outcomes}, gt=True)
 
     @staticmethod
     def _group(readings: Iterable[MeterReading]) -> dict[int, list[Record]]:
@@ -253,8 +280,49 @@ class TimeSeriesDao:
         return self.backend.day_sums([check_site_id(s) for s in site_ids], start, end)
 
     def delete_site_data(self, site_id: int) -> None:
-        """Remove every key holding the site's readings (no KEYS scan: the keys are known)."""
-        self.backend.delete(check_site_id(site_id))
+        """Remove every key holding the site's readings (no KEYS scan: the keys are known), and take
+        its generation out of the fleet's hourly totals."""
+        check_site_id(site_id)
+        newest = self.backend.newest([site_id])[site_id]
+        hourly: list[Point] = []
+        if newest is not None:
+            start = max(0, newest - self.default_retention) if self.default_retention else 0
+            hourly = self.backend.aggregate(
+                site_id, MetricType.WH_GENERATED, start, newest + 1, MS_PER_HOUR, "sum"
+            )
+        self.backend.delete(site_id)
+        pipe = self.redis.pipeline(transaction=False)
+        key = self.keys.fleet_hourly_generation_key()
+        for ts, total in hourly:
+            if total:
+                pipe.hincrbyfloat(key, str(ts // MS_PER_HOUR), -total)
+        pipe.zrem(self.keys.fleet_last_seen_key(), str(site_id))
+        pipe.execute()
+
+    # -- fleet rollups -------------------------------------------------------------------------------
+    def get_fleet_generation(self, now: datetime, hours: int = 24) -> FleetGeneration:
+        """The fleet's generation over the ``hours`` clock hours ending with the current one, and how
+        many sites reported in that period. One round trip, whatever the fleet size."""
+        if not 1 <= hours <= 24 * 400:
+            raise InvalidQuery("hours must be between 1 and 9600")
+        last = to_ms(now) // MS_PER_HOUR
+        fields = [str(h) for h in range(last - hours + 1, last + 1)]
+        start = (last - hours + 1) * MS_PER_HOUR
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(self.keys.fleet_hourly_generation_key(), fields)
+        pipe.zcount(self.keys.fleet_last_seen_key(), start, "+inf")
+        totals, active = pipe.execute()
+        generation = math.fsum(float(v) for v in totals if v is not None)
+        return FleetGeneration(from_ms(start), as_utc(now), max(generation, 0.0), int(active))
+
+    def prune_fleet_hours(self, now: datetime) -> int:
+        """Drop hourly fleet totals older than the retention window. Returns how many were dropped."""
+        if not self.default_retention:
+            return 0
+        key = self.keys.fleet_hourly_generation_key()
+        oldest = (to_ms(now) - self.default_retention) // MS_PER_HOUR
+        stale = [h for h in self.redis.hkeys(key) if int(h) < oldest]
+        return int(self.redis.hdel(key, *stale)) if stale else 0
 
     @staticmethod
     def _range(site_id: int, start_time: datetime, end_time: datetime) -> tuple[int, int]:
@@ -265,6 +333,16 @@ class TimeSeriesDao:
         if end < start:
             raise InvalidQuery("The end of a range must not be before its start")
         return max(start, 0), max(end, 0)
+
+
+@dataclass(frozen=True)
+class FleetGeneration:
+    """The fleet's generation in ``[period_start, period_end)`` and how many sites reported in it."""
+
+    period_start: datetime
+    period_end: datetime
+    wh_generated: float
+    active_sites: int
 
 
 def _data(points: list[Point]) -> list[TimeSeriesData]:

@@ -6,7 +6,6 @@ from :class:`Settings`. Nothing here runs at import time.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -14,6 +13,7 @@ from typing import Any, cast
 import redis
 
 from redisolar.config import Config
+from redisolar.dao.daily_boards import efficiency_percent
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.leaderboard_dao import LeaderboardDao
 from redisolar.dao.site_dao_redis import SearchMode, SiteDaoRedis
@@ -22,8 +22,6 @@ from redisolar.errors import SiteNotFound
 from redisolar.models.site import Site
 from redisolar.tasks.leaderboard_updater import LeaderboardUpdater
 from redisolar.timeutil import MS_PER_DAY, utcnow
-
-SUMMARY_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -100,29 +98,24 @@ class Services:
 
     # -- fleet summary ----------------------------------------------------------------------------------
     def summary(self, now: datetime | None = None, hours: int = 24) -> dict[str, Any]:
-        """The fleet over the last ``hours``: sites, capacity, generation, capacity factor.
+        """The fleet over the last ``hours`` clock hours (the current one included, so the period
+        starts on the hour): sites, capacity, generation, reporting sites, capacity factor.
 
-        Costs two round trips plus one per 500 sites.
+        Three round trips whatever the fleet size: the generation comes from the hourly fleet
+        totals kept at ingest, the capacity from a server-side sum.
         """
-        end = now or utcnow()
-        start = end - timedelta(hours=hours)
-        sites = self.sites.find_all()
-        total_capacity = math.fsum(site.capacity for site in sites)
-        generation: list[float] = []
-        for i in range(0, len(sites), SUMMARY_CHUNK):
-            ids = [site.id for site in sites[i : i + SUMMARY_CHUNK]]
-            totals = self.timeseries.get_generation_totals(ids, start, end)
-            generation += [total for _, total, count in totals.values() if count > 0]
-        total_generation = math.fsum(generation)
-        possible = total_capacity * 1000.0 * hours
+        fleet = self.timeseries.get_fleet_generation(now or utcnow(), hours)
+        total_capacity = self.sites.get_total_capacity()
+        period_hours = (fleet.period_end - fleet.period_start) / timedelta(hours=1)
+        efficiency = efficiency_percent(fleet.wh_generated, total_capacity, period_hours)
         return {
-            "total_sites": len(sites),
-            "active_sites_24h": len(generation),
+            "total_sites": self.sites.count(),
+            "active_sites_24h": fleet.active_sites,
             "total_capacity_kw": total_capacity,
-            "total_generation_24h_wh": total_generation,
-            "overall_efficiency_percent": 100.0 * total_generation / possible if possible else 0.0,
-            "period_start": start.isoformat(),
-            "period_end": end.isoformat(),
+            "total_generation_24h_wh": fleet.wh_generated,
+            "overall_efficiency_percent": efficiency or 0.0,
+            "period_start": fleet.period_start.isoformat(),
+            "period_end": fleet.period_end.isoformat(),
         }
 
 

@@ -83,6 +83,7 @@ class LeaderboardUpdater:
         retention_days = self.timeseries_dao.default_retention // MS_PER_DAY
         if retention_days:
             self.leaderboard_dao.prune_daily_boards(retention_days + 1)
+        self.timeseries_dao.prune_fleet_hours(utcnow())
         log.info("leaderboards reconciled for %s: %d sites, %d scores changed", day, capacity, changed)
         return UpdateReport(day, self.site_dao.count(), capacity, changed)
 

@@ -6,9 +6,11 @@
 -- ARGV[1] retention in ms (0 = keep everything), ARGV[2] partition key prefix (same hash tag),
 -- ARGV[3] the readings: 32-byte records '<dddd' (ms timestamp, generated, used, temperature),
 --         sorted by timestamp, timestamps unique.
--- Returns {version, capacity or '', day, generation sum of that day, ...} for every day touched, or
--- the error 'RETENTION <oldest allowed ms>' without writing anything.
+-- Returns {version, capacity or '', {day, generation sum of that day, ...} for every day touched,
+-- {hour, change of that hour's generation, ...}, newest ms}, or the error
+-- 'RETENTION <oldest allowed ms>' without writing anything.
 local DAY = 86400000
+local HOUR = 3600000
 local REC = 28
 local retention = tonumber(ARGV[1])
 local prefix = ARGV[2]
@@ -32,7 +34,18 @@ local function last_offset(key, len)
   return struct.unpack('<I4', redis.call('GETRANGE', key, len - REC, len - REC + 3))
 end
 
-local function merge(key, new_offsets, new_records)
+-- How much each touched hour's generation changes: new values in, replaced values out.
+local hour_delta, hours = {}, {}
+local function add_to_hour(ts, amount)
+  local hour = math.floor(ts / HOUR)
+  if hour_delta[hour] == nil then
+    hour_delta[hour] = 0
+    hours[#hours + 1] = hour
+  end
+  hour_delta[hour] = hour_delta[hour] + amount
+end
+
+local function merge(key, day, new_offsets, new_records)
   local old = redis.call('GET', key)
   local out = {}
   local i, j = 1, 1
@@ -44,7 +57,11 @@ local function merge(key, new_offsets, new_records)
       out[#out + 1] = string.sub(old, (i - 1) * REC + 1, i * REC)
       i = i + 1
     else
-      if old_off == new_offsets[j] then i = i + 1 end
+      if old_off == new_offsets[j] then
+        local _, old_generated = struct.unpack('<I4d', old, (i - 1) * REC + 1)
+        add_to_hour(day * DAY + old_off, -old_generated)
+        i = i + 1
+      end
       out[#out + 1] = new_records[j]
       j = j + 1
     end
@@ -61,7 +78,7 @@ local function write_day(day, offsets, records)
     -- SET, not APPEND: APPEND reserves spare room (up to doubling the string) that is never freed
     redis.call('SET', key, redis.call('GET', key) .. table.concat(records))
   else
-    merge(key, offsets, records)
+    merge(key, day, offsets, records)
   end
 end
 
@@ -76,6 +93,7 @@ while pos <= #data do
     if math.floor(t / DAY) ~= day then break end
     offsets[#offsets + 1] = t - day * DAY
     records[#records + 1] = struct.pack('<I4ddd', t - day * DAY, g, u, c)
+    add_to_hour(t, g)
     pos = pos + 32
   end
   write_day(day, offsets, records)
@@ -101,7 +119,7 @@ if previous and previous >= version then version = previous + 1 end
 redis.call('HSET', KEYS[1], 'newest', string.format('%d', newest), 'lo', lo, 'hi', hi,
   'v', string.format('%d', version))
 
-local out = {version, redis.call('HGET', KEYS[2], 'capacity') or ''}
+local day_sums = {}
 for _, day in ipairs(days) do
   if day >= lo then
     local part = redis.call('GET', prefix .. day) or ''
@@ -110,8 +128,14 @@ for _, day in ipairs(days) do
       local off, g = struct.unpack('<I4d', part, p)
       if day * DAY + off >= cutoff then sum = sum + g end
     end
-    out[#out + 1] = day
-    out[#out + 1] = string.format('%.17g', sum)
+    day_sums[#day_sums + 1] = day
+    day_sums[#day_sums + 1] = string.format('%.17g', sum)
   end
 end
-return out
+local hour_changes = {}
+for _, hour in ipairs(hours) do
+  hour_changes[#hour_changes + 1] = hour
+  hour_changes[#hour_changes + 1] = string.format('%.17g', hour_delta[hour])
+end
+return {version, redis.call('HGET', KEYS[2], 'capacity') or '', day_sums, hour_changes,
+  string.format('%d', newest)}

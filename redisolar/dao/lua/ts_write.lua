@@ -5,9 +5,11 @@
 -- ARGV[4] the readings: 32-byte records '<dddd' (ms timestamp, generated, used, temperature),
 --         sorted by timestamp, timestamps unique. Net generation is generated - used. Numbers are
 --         passed to the module as Lua numbers: Redis turns them into round-trip exact text.
--- Returns {version, capacity or '', day, generation sum of that day, ...} for every day touched, or
--- the error 'RETENTION <oldest allowed ms>' without writing anything.
+-- Returns {version, capacity or '', {day, generation sum of that day, ...} for every day touched,
+-- {hour, change of that hour's generation, ...}, newest ms}, or the error
+-- 'RETENTION <oldest allowed ms>' without writing anything.
 local DAY = 86400000
+local HOUR = 3600000
 local METRICS = {'wh_generated', 'wh_used', 'temp_c', 'net_generation'}
 local retention = tonumber(ARGV[1])
 local data = ARGV[4]
@@ -15,10 +17,12 @@ local first_ts = struct.unpack('<d', data, 1)
 local last_ts = struct.unpack('<d', data, #data - 31)
 
 local newest = last_ts
+local stored_newest = nil
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if exists then
   local latest = redis.call('TS.GET', KEYS[1])
-  if latest[1] and tonumber(latest[1]) > newest then newest = tonumber(latest[1]) end
+  if latest[1] then stored_newest = tonumber(latest[1]) end
+  if stored_newest and stored_newest > newest then newest = stored_newest end
 end
 local cutoff = -1
 if retention > 0 then
@@ -36,6 +40,26 @@ if not exists then
   end
 end
 
+-- How much each touched hour's generation changes: new values in, replaced values out.
+local hour_delta, hours = {}, {}
+local function add_to_hour(ts, amount)
+  local hour = math.floor(ts / HOUR)
+  if hour_delta[hour] == nil then
+    hour_delta[hour] = 0
+    hours[#hours + 1] = hour
+  end
+  hour_delta[hour] = hour_delta[hour] + amount
+end
+local replaced = {}
+if stored_newest and first_ts <= stored_newest then -- some readings may overwrite stored ones
+  for _, sample in ipairs(redis.call('TS.RANGE', KEYS[1], string.format('%d', first_ts),
+      string.format('%d', last_ts))) do
+    local v = sample[2]
+    if type(v) == 'table' then v = v.ok or v.double end
+    replaced[tonumber(sample[1])] = tonumber(v)
+  end
+end
+
 local args = {}
 local function flush()
   if #args > 0 then
@@ -50,6 +74,7 @@ local days, seen = {}, {}
 for pos = 1, #data, 32 do
   local t, g, u, c = struct.unpack('<dddd', data, pos)
   local values = {g, u, c, g - u}
+  add_to_hour(t, g - (replaced[t] or 0))
   for m = 1, 4 do
     args[#args + 1] = KEYS[m]
     args[#args + 1] = t
@@ -70,14 +95,20 @@ local previous = tonumber(redis.call('HGET', KEYS[5], 'v'))
 if previous and previous >= version then version = previous + 1 end
 redis.call('HSET', KEYS[5], 'v', string.format('%d', version))
 
-local out = {version, redis.call('HGET', KEYS[6], 'capacity') or ''}
+local day_sums = {}
 for _, day in ipairs(days) do
   local from = math.max(day * DAY, cutoff)
   local sums = redis.call('TS.RANGE', KEYS[1], string.format('%d', from),
     string.format('%d', day * DAY + DAY - 1), 'AGGREGATION', 'sum', DAY)
   local total = (sums[1] and sums[1][2]) or '0'
   if type(total) == 'table' then total = total.ok or total.double end -- the module replies with a status
-  out[#out + 1] = day
-  out[#out + 1] = total
+  day_sums[#day_sums + 1] = day
+  day_sums[#day_sums + 1] = total
 end
-return out
+local hour_changes = {}
+for _, hour in ipairs(hours) do
+  hour_changes[#hour_changes + 1] = hour
+  hour_changes[#hour_changes + 1] = string.format('%.17g', hour_delta[hour])
+end
+return {version, redis.call('HGET', KEYS[6], 'capacity') or '', day_sums, hour_changes,
+  string.format('%d', newest)}

@@ -25,12 +25,15 @@ Point = tuple[int, float]
 
 @dataclass(frozen=True)
 class WriteOutcome:
-    """What a site's write returned: its new data version, capacity, and touched days' generation."""
+    """What a site's write returned: its new data version, its capacity, the generation total of
+    every day it touched, how much it changed each touched hour's generation, its newest reading."""
 
     site_id: int
     version: int
     capacity: float | None
     day_sums: dict[int, float]
+    hour_deltas: dict[int, float]
+    newest: int
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,15 @@ def pack_records(records: list[Record]) -> bytes:
 
 def parse_write_outcome(site_id: int, reply: list[Any]) -> WriteOutcome:
     """Parse the reply of ``core_write.lua`` / ``ts_write.lua``."""
-    capacity = to_str(reply[1])
-    sums = {int(reply[i]): float(reply[i + 1]) for i in range(2, len(reply), 2)}
-    return WriteOutcome(site_id, int(reply[0]), float(capacity) if capacity else None, sums)
+    version, capacity, days, hours, newest = reply
+    return WriteOutcome(
+        site_id,
+        int(version),
+        float(capacity) if to_str(capacity) else None,
+        {int(days[i]): float(days[i + 1]) for i in range(0, len(days), 2)},
+        {int(hours[i]): float(hours[i + 1]) for i in range(0, len(hours), 2)},
+        int(newest),
+    )
 
 
 def to_str(value: Any) -> str:
