@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 .PHONY: help env dev run serve demo test test-fast lint load clean bench test-api
 
 include mk/redis.mk
+include mk/web.mk
 
 help:  ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## .*$$' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "\033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -30,7 +31,7 @@ demo: run
 dev: env  ## Run the API against the Redis configured in REDISOLAR_REDIS_URL (default localhost:6379)
 	$(BIN)/redisolar serve --port 8081
 
-test: env redis-stack  ## Run the whole test suite (starts its own private Redis servers)
+test: env redis-stack browser  ## Run the whole test suite (starts its own private Redis servers)
 	$(BIN)/python -m pytest
 
 lint: env  ## ruff and mypy

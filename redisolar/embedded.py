@@ -325,6 +325,15 @@ def _stop_live_servers() -> None:
 atexit.register(_stop_live_servers)
 
 
+def _forget_live_servers() -> None:
+    """In a forked child (e.g. a gunicorn worker of ``redisolar demo``): the servers belong to the
+    parent, so the child's exit must not stop them."""
+    _live_servers.clear()
+
+
+os.register_at_fork(after_in_child=_forget_live_servers)
+
+
 class RedisServer:
     """A ``redis-server`` child process with its own port and data directory.
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any, NamedTuple, NoReturn
 
 import pytest
 import redis
+from flask import Flask
+from flask.testing import FlaskClient
 
 from redisolar.embedded import (
     EmbeddedRedisError,
@@ -220,3 +223,121 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for backend, counter in counts.items():
         shown = [f"{counter[o]} {o}" for o in _SUMMARY_OUTCOMES if counter[o]]
         terminalreporter.write_line(f"{backend}: {', '.join(shown) or 'no tests run'}")
+
+
+# ==============================================================================
+# The Flask app (tests/test_api_*.py)
+#
+#   app_env         the process's REDISOLAR_* app settings removed for the test
+#   app_factory     make(server, **config): an app on a RedisServer (with app_env)
+#   app             the app on backend_server (flushed by `client`), its
+#                   time-series backend forced to the server's
+#   http            the Flask test client of `app`
+#   api             ApiCalls on `http`: request bodies, creating sites, error checks
+#   store_snapshot  take(): every key of the server and its DUMP, to compare
+# ==============================================================================
+
+
+@pytest.fixture
+def app_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remove the ``REDISOLAR_*`` variables the app reads, so that only the test configures it."""
+    from redisolar.app import ENV_INSTANCE_PATH
+    from redisolar.settings import ENV_ALIASES, ENV_PREFIX, OPTIONS
+
+    for name in [*OPTIONS, *ENV_ALIASES]:
+        monkeypatch.delenv(ENV_PREFIX + name, raising=False)
+    monkeypatch.delenv(ENV_INSTANCE_PATH, raising=False)
+
+
+@pytest.fixture
+def app_factory(app_env: None) -> Callable[..., Flask]:
+    """Return ``make(server, **config)``: a RediSolar app on ``server`` (hermetic config)."""
+    from redisolar.app import create_app
+
+    def make(server: RedisServer, **config: Any) -> Flask:
+        return create_app("test", {"TESTING": True, "REDIS_URL": f"{server.url}/0", **config})
+
+    return make
+
+
+@pytest.fixture
+def app(
+    app_factory: Callable[..., Flask], backend_server: BackendServer, client: redis.Redis
+) -> Flask:
+    """A RediSolar app on ``backend_server`` (flushed), using that server's time-series backend."""
+    return app_factory(backend_server.server, TIMESERIES_BACKEND=backend_server.name)
+
+
+@pytest.fixture
+def http(app: Flask) -> FlaskClient:
+    """The test client of ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture
+def store_snapshot(raw_client: redis.Redis) -> Callable[[], dict[bytes, bytes | None]]:
+    """Return ``take()``: every key of the test's server with its serialized value (SCAN + DUMP)."""
+
+    def take() -> dict[bytes, bytes | None]:
+        keys = sorted(raw_client.scan_iter(count=1000))
+        pipe = raw_client.pipeline(transaction=False)
+        for key in keys:
+            pipe.dump(key)
+        return dict(zip(keys, pipe.execute(), strict=True))
+
+    return take
+
+
+class ApiCalls:
+    """Small helpers over the test client: request bodies, creating sites, checking error bodies."""
+
+    def __init__(self, http: FlaskClient) -> None:
+        self.http = http
+
+    @staticmethod
+    def site_body(site_id: int = 1, **overrides: Any) -> dict[str, Any]:
+        """A valid site (``overrides`` replace fields)."""
+        site = {
+            "id": site_id,
+            "capacity": 4.5,
+            "panels": 3,
+            "address": "123 Maple St",
+            "city": "Oakland",
+            "state": "CA",
+            "postal_code": "94577",
+            "coordinate": {"lat": 37.72, "lng": -122.2},
+        }
+        return {**site, **overrides}
+
+    @staticmethod
+    def reading_body(timestamp: datetime | str, **overrides: Any) -> dict[str, Any]:
+        """A valid reading without ``site_id``."""
+        when = timestamp.isoformat() if isinstance(timestamp, datetime) else timestamp
+        return {"timestamp": when, "wh_generated": 150.5, "wh_used": 75.2, "temp_c": 25.5, **overrides}
+
+    def create_site(self, site_id: int = 1, **overrides: Any) -> dict[str, Any]:
+        """POST a site; it must answer 201."""
+        response = self.http.post("/api/sites/", json=self.site_body(site_id, **overrides))
+        assert response.status_code == 201, response.get_data(as_text=True)
+        body: dict[str, Any] = response.get_json()
+        return body
+
+    def post_readings(self, site_id: int, readings: list[dict[str, Any]]) -> None:
+        """POST a batch; it must answer 201."""
+        response = self.http.post(f"/api/analytics/readings/{site_id}/batch", json=readings)
+        assert response.status_code == 201, response.get_data(as_text=True)
+
+    @staticmethod
+    def error(response: Any, status: int, contains: str = "") -> dict[str, Any]:
+        """Check that ``response`` is the JSON error ``status`` whose ``error`` contains ``contains``."""
+        assert response.status_code == status, response.get_data(as_text=True)
+        body: dict[str, Any] = response.get_json()
+        assert set(body) >= {"error", "details"}, body
+        assert contains.lower() in body["error"].lower(), body
+        return body
+
+
+@pytest.fixture
+def api(http: FlaskClient) -> ApiCalls:
+    """:class:`ApiCalls` on ``http``."""
+    return ApiCalls(http)

@@ -147,7 +147,10 @@ def check_reading_time(timestamp: object) -> datetime:
     the future than the clock-skew allowance), else raise ValueError."""
     if not isinstance(timestamp, datetime):
         raise ValueError("Timestamp must be a datetime")
-    value = as_utc(timestamp)
+    try:
+        value = as_utc(timestamp)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 has no UTC datetime
+        raise ValueError("Timestamp is out of range") from None
     if value.year < 1970:
         raise ValueError("Timestamp must not be before 1970-01-01T00:00:00Z")
     if value > utcnow() + MeterReading.max_clock_skew:

@@ -1,0 +1,117 @@
+"""What every API blueprint shares: the request parser, the Blueprint class, the site-id converter,
+the services accessor and the documentation of error responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, cast
+
+import flask
+import flask_smorest  # type: ignore[import-untyped]
+from marshmallow import Schema
+from webargs import core as webargs_core
+from webargs.flaskparser import FlaskParser, abort
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import BaseConverter
+
+from redisolar.api.errors import UnsupportedMediaType
+from redisolar.errors import InvalidQuery
+from redisolar.models.site import MAX_SITE_ID
+from redisolar.services import Services
+from redisolar.timeutil import utcnow
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_WINDOW = timedelta(hours=24)
+
+ERROR_RESPONSES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "REQUEST_ENTITY_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+"""Status → the name of its documented response component (registered by flask-smorest)."""
+
+REDIS_UNAVAILABLE_RESPONSE = "REDIS_UNAVAILABLE"
+"""The documented 503 (with its Retry-After header), registered by :mod:`redisolar.api.docs`."""
+
+
+class RequestParser(FlaskParser):
+    """webargs' Flask parser, strict about bodies: validation errors are 400s (not 422); an empty body
+    is a 400, a body that is not ``application/json`` (or ``+json``) a 415, malformed JSON a 400."""
+
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def load_json(self, req: flask.Request, schema: Schema) -> Any:
+        if not req.get_data(cache=True):  # reading the body enforces MAX_CONTENT_LENGTH (413)
+            abort(400, messages={"json": ["A JSON request body is required."]})
+        if not webargs_core.is_json(req.mimetype):
+            given = req.mimetype or "no Content-Type"
+            raise UnsupportedMediaType(f"The request body must be application/json, not {given}")
+        try:
+            return super().load_json(req, schema)
+        except RecursionError:
+            abort(400, messages={"json": ["The JSON body is nested too deeply."]})
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """A flask-smorest Blueprint that parses with :class:`RequestParser`."""
+
+    ARGUMENTS_PARSER = RequestParser()
+
+    def errors(self, *statuses: int) -> Callable[[F], F]:
+        """Document the error responses a view can give: ``statuses``, and 503 (Redis unavailable).
+
+        flask-smorest documents the 400 of a view with ``@arguments`` and the catch-all "default"
+        (500) itself.
+        """
+
+        def decorate(func: F) -> F:
+            for status in statuses:
+                func = self.alt_response(status, response=ERROR_RESPONSES[status])(func)
+            return cast(F, self.alt_response(503, response=REDIS_UNAVAILABLE_RESPONSE)(func))
+
+        return decorate
+
+
+class SiteIdConverter(BaseConverter):
+    """``<site_id:name>``: a site id in a path, decimal digits for 1 to 2**53-1.
+
+    A path whose segment is not 1 to 16 ASCII digits (``abc``, ``-1``) matches no route; digits that no
+    site can have (``0``, above 2**53-1) are a 404 "No site can have the id ..." whatever the method.
+    """
+
+    regex = r"[0-9]{1,16}"  # ASCII digits only; longer is beyond 2**53 anyway
+    part_isolating = True
+    weight = 50
+
+    def to_python(self, value: str) -> int:
+        site_id = int(value)
+        if not 1 <= site_id <= MAX_SITE_ID:
+            raise NotFound(f"No site can have the id {value} (ids are 1 to {MAX_SITE_ID})")
+        return site_id
+
+    def to_url(self, value: Any) -> str:
+        return str(int(value))
+
+
+def services() -> Services:
+    """The :class:`Services` of the current app."""
+    return cast(Services, flask.current_app.extensions["redisolar"])
+
+
+def time_range(args: dict[str, Any]) -> tuple[datetime, datetime]:
+    """The ``[start, end)`` of parsed query ``args``: ``end`` defaults to now, ``start`` to 24 h
+    before ``end``. Raises :class:`InvalidQuery` (400) unless ``start < end``."""
+    end: datetime = args.get("end") or utcnow()
+    start: datetime = args.get("start") or end - DEFAULT_WINDOW
+    if end <= start:
+        raise InvalidQuery(
+            "The end of the range must be after its start",
+            {"start": start.isoformat(), "end": end.isoformat()},
+        )
+    return start, end

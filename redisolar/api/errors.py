@@ -1,0 +1,160 @@
+"""Every error the HTTP API answers, mapped to a status and one JSON shape, in one place.
+
+Body of every 4xx and 5xx: ``{"error": "<what went wrong>", "details": <more, or null>}``; validation
+errors carry marshmallow's messages per field in ``details`` (per item index for a batch). The two
+"no data" 404s of the seed also repeat the text as ``message``, as the seed answered.
+
+========================================================  =====================================
+raised                                                    answer
+========================================================  =====================================
+``RediSolarError`` (domain: InvalidInput, SiteNotFound,   its ``status`` (400, 404, 409, 503),
+SiteAlreadyExists, BackendUnavailable, ...) and the       its message and details
+API's own (:class:`NoData`, :class:`PayloadTooLarge`,
+:class:`UnsupportedMediaType`)
+marshmallow ``ValidationError``; webargs' parse errors    400 "Validation failed", field messages
+werkzeug ``HTTPException`` (404 no route, 405, 413 body   its code and description (405 keeps
+over MAX_CONTENT_LENGTH, ...)                             its ``Allow`` header)
+redis-py ``ConnectionError`` (also BusyLoadingError,      503 with ``Retry-After``
+AuthenticationError), ``TimeoutError``, ``ReadOnlyError``,
+``TryAgainError``, ``ClusterDownError``
+redis-py ``WatchError`` (a record kept changing)          409
+anything else                                             500 ``{"error": "Internal server
+                                                          error"}``, logged with its traceback
+========================================================  =====================================
+
+Every 503 carries ``Retry-After`` (``RETRY_AFTER_SECONDS``). A 5xx body never carries internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+from flask import Flask, Response, current_app, jsonify
+from marshmallow import Schema, ValidationError, fields
+from redis import exceptions as redis_errors
+from werkzeug.exceptions import HTTPException
+
+from redisolar.errors import RediSolarError
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = "Internal server error"
+REDIS_UNAVAILABLE = "Redis is unavailable; try again shortly"
+VALIDATION_FAILED = "Validation failed"
+
+REDIS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    redis_errors.ConnectionError,  # BusyLoadingError and AuthenticationError are ConnectionErrors
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,
+    redis_errors.TryAgainError,
+    redis_errors.ClusterDownError,
+)
+"""redis-py errors that mean "not now": the server is unreachable, loading, failing over."""
+
+
+class ErrorSchema(Schema):
+    """The body of every error response."""
+
+    error = fields.String(required=True, metadata={"description": "What went wrong, for people"})
+    details = fields.Raw(
+        allow_none=True,
+        metadata={"description": "More about it, e.g. the validation messages per field, or null"},
+    )
+    message = fields.String(
+        metadata={"description": "Only on the seed's 'no data' 404s: the same text as `error`"}
+    )
+
+
+class NoData(RediSolarError):
+    """A 404 that is not a missing resource: the query matched no data (the seed answers ``message``)."""
+
+    status = 404
+
+
+class PayloadTooLarge(RediSolarError):
+    """A request within the byte limit but with too many items (HTTP 413)."""
+
+    status = 413
+
+
+class UnsupportedMediaType(RediSolarError):
+    """A request body that is not JSON (HTTP 415)."""
+
+    status = 415
+
+
+def error_response(status: int, error: str, details: Any = None, **extra: Any) -> Response:
+    """The JSON error response ``{"error", "details", **extra}`` with ``status``."""
+    response = jsonify({"error": error, "details": details, **extra})
+    response.status_code = status
+    if status == 503:
+        response.headers["Retry-After"] = str(current_app.config.get("RETRY_AFTER_SECONDS", 5))
+    return response
+
+
+def _domain_error(exc: RediSolarError) -> Response:
+    if exc.status == 503:
+        log.warning("storage unavailable: %s", exc.message)
+    elif exc.status >= 500:
+        return _unexpected(exc)
+    extra = {"message": exc.message} if isinstance(exc, NoData) else {}
+    return error_response(exc.status, exc.message, exc.details, **extra)
+
+
+def _validation_error(exc: ValidationError) -> Response:
+    return error_response(400, VALIDATION_FAILED, exc.messages)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    data: Mapping[str, Any] = getattr(exc, "data", None) or {}
+    if "messages" in data:  # webargs: a request part failed its schema, or is no JSON at all
+        details = unwrap_locations(data["messages"])
+        error = details[0].rstrip(".") if isinstance(details, list) and details else VALIDATION_FAILED
+        response = error_response(status, str(error), details)
+    elif status >= 500:
+        response = error_response(status, INTERNAL_ERROR if status == 500 else exc.name)
+    else:
+        response = error_response(status, exc.description or exc.name)
+    for name, value in exc.get_headers():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response
+
+
+def unwrap_locations(messages: Any) -> Any:
+    """webargs' ``{"json": {...}}`` as ``{...}`` (requests fail in one location at a time)."""
+    if isinstance(messages, Mapping) and len(messages) == 1:
+        (location, inner), = messages.items()
+        if location in ("json", "query", "querystring", "view_args", "path", "form"):
+            return inner
+    return messages
+
+
+def _redis_unavailable(exc: Exception) -> Response:
+    log.warning("Redis unavailable: %s: %s", type(exc).__name__, exc)
+    return error_response(503, REDIS_UNAVAILABLE)
+
+
+def _concurrent_change(exc: redis.WatchError) -> Response:
+    log.info("concurrent modification: %s", exc)
+    return error_response(409, "The record changed while it was being written; retry the request")
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.exception("unexpected error while serving a request")
+    return error_response(500, INTERNAL_ERROR)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install the handlers above on ``app`` (replacing flask-smorest's envelope)."""
+    app.register_error_handler(RediSolarError, _domain_error)
+    app.register_error_handler(ValidationError, _validation_error)
+    app.register_error_handler(HTTPException, _http_error)
+    for error in REDIS_UNAVAILABLE_ERRORS:
+        app.register_error_handler(error, _redis_unavailable)
+    app.register_error_handler(redis.WatchError, _concurrent_change)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,122 @@
+"""The sites resource (the seed's Lesson 2 routes): ``/api/sites/...``.
+
+Decisions where the seed shows no shape:
+
+- ``GET /api/sites/`` answers a JSON array of every site, by id (as the seed's sketch).
+- ``PUT /api/sites/<id>`` replaces an existing site (404 if there is none: sites are created with
+  POST); the body's ``id`` may be left out, and if given must equal the path's (else 400).
+- ``DELETE /api/sites/<id>`` answers 204 with no body; the site's readings and leaderboard entries
+  go with it.
+- ``GET /api/sites/search`` answers ``{"sites": [...], "total", "limit", "offset"}``.
+- ``GET /api/sites/stats`` answers ``{"total_sites", "total_capacity_kw", "total_panels",
+  "average_capacity_kw", "states": {STATE: {"sites", "capacity_kw"}}}``.
+- A path id that cannot be a site's (``0``, ``-1``, ``abc``, above 2**53-1) matches no route: 404.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+from flask import Response
+
+from redisolar.api.common import Blueprint, services
+from redisolar.api.schemas import SearchArgs, SiteSearchResultSchema, SitesStatsSchema, SiteUpdateSchema
+from redisolar.errors import InvalidInput, SiteNotFound
+from redisolar.models.schemas import SiteSchema
+from redisolar.models.site import Site
+
+sites_bp = Blueprint("sites", __name__, url_prefix="/api/sites", description="Solar sites (Lesson 2)")
+
+
+@sites_bp.route("/", methods=["GET"], strict_slashes=False)
+@sites_bp.response(200, SiteSchema(many=True))
+@sites_bp.errors()
+def all_sites() -> list[Site]:
+    """Every site, by id."""
+    return services().sites.find_all()
+
+
+@sites_bp.route("/", methods=["POST"], strict_slashes=False)
+@sites_bp.arguments(SiteSchema, description="The new site; its id must be free")
+@sites_bp.response(201, SiteSchema)
+@sites_bp.errors(409, 413, 415)
+def create_site(site: Site) -> Site:
+    """Register a site (it joins the capacity leaderboard). 409 if the id is taken."""
+    return services().create_site(site)
+
+
+@sites_bp.route("/<site_id:site_id>", methods=["GET"])
+@sites_bp.response(200, SiteSchema)
+@sites_bp.errors(404)
+def one_site(site_id: int) -> Site:
+    """One site."""
+    site = services().sites.find_by_id(site_id)
+    if site is None:
+        raise SiteNotFound(site_id)
+    return site
+
+
+@sites_bp.route("/<site_id:site_id>", methods=["PUT"])
+@sites_bp.arguments(SiteUpdateSchema, description="The site's new details (`id` optional)")
+@sites_bp.response(200, SiteSchema)
+@sites_bp.errors(404, 413, 415)
+def update_site(data: dict[str, Any], site_id: int) -> Site:
+    """Replace a site's details (404 if there is no such site; create sites with POST)."""
+    given = data.pop("id", None)
+    if given is not None and given != site_id:
+        raise InvalidInput(
+            "Validation failed", {"id": [f"Must equal the site id of the path ({site_id})."]}
+        )
+    try:
+        site = Site(id=site_id, **data)
+    except ValueError as exc:
+        raise InvalidInput("Validation failed", {"_schema": [exc.args[0]]}) from None
+    return services().update_site(site)
+
+
+@sites_bp.route("/<site_id:site_id>", methods=["DELETE"])
+@sites_bp.response(204)
+@sites_bp.errors(404)
+def delete_site(site_id: int) -> Response:
+    """Delete a site with its readings and leaderboard entries. 204, no body."""
+    services().delete_site(site_id)
+    return Response(status=204)
+
+
+@sites_bp.route("/search", methods=["GET"])
+@sites_bp.arguments(SearchArgs, location="query")
+@sites_bp.response(200, SiteSearchResultSchema)
+@sites_bp.errors()
+def search(args: dict[str, Any]) -> dict[str, Any]:
+    """Sites matching every given filter: by id, or by distance with a geo filter."""
+    result = services().sites.search(**args)
+    return {"sites": result.sites, "total": result.total, "limit": args["limit"], "offset": args["offset"]}
+
+
+@sites_bp.route("/stats", methods=["GET"])
+@sites_bp.response(200, SitesStatsSchema)
+@sites_bp.errors()
+def stats() -> dict[str, Any]:
+    """Totals over every site, and per state (one round trip)."""
+    return site_stats(services().sites.find_all())
+
+
+def site_stats(sites: list[Site]) -> dict[str, Any]:
+    """The stats of ``sites`` (see the module docstring)."""
+    states: dict[str, dict[str, Any]] = defaultdict(lambda: {"sites": 0, "capacities": []})
+    for site in sites:
+        states[site.state]["sites"] += 1
+        states[site.state]["capacities"].append(site.capacity)
+    total = math.fsum(site.capacity for site in sites)
+    return {
+        "total_sites": len(sites),
+        "total_capacity_kw": total,
+        "total_panels": sum(site.panels for site in sites),
+        "average_capacity_kw": total / len(sites) if sites else 0.0,
+        "states": {
+            state: {"sites": s["sites"], "capacity_kw": math.fsum(s["capacities"])}
+            for state, s in sorted(states.items())
+        },
+    }

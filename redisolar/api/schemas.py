@@ -1,0 +1,376 @@
+"""The API's own schemas: query arguments, request bodies that differ from the models', and the
+envelopes of responses. The models' schemas (:mod:`redisolar.models.schemas`) are used as they are;
+the OpenAPI document is generated from both.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
+
+from redisolar.api.errors import PayloadTooLarge
+from redisolar.dao.key_manager import LEADERBOARD_TYPES
+from redisolar.dao.site_dao_redis import GEO_MAX_LAT
+from redisolar.dao.timeseries.base import AGGREGATIONS
+from redisolar.models.schemas import (
+    LeaderboardEntrySchema,
+    MeterReadingSchema,
+    SiteSchema,
+    TimeSeriesDataSchema,
+)
+from redisolar.models.site import MAX_SITE_ID
+from redisolar.timeutil import UTC, as_utc
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_BUCKET_MS = 366 * 86_400_000
+MAX_LEADERBOARD_PAGE = 100
+MAX_SEARCH_PAGE = 1000
+_SPACED_OFFSET = re.compile(r"^(.*T[\d:.]+) (\d{2}(?::?\d{2})?)$")
+
+
+# -- fields ----------------------------------------------------------------------------------------
+class UtcDateTime(fields.DateTime):
+    """An ISO 8601 date-time, 1970 or later; naive means UTC; loaded as an aware UTC datetime.
+
+    An offset whose ``+`` arrived as a space (an unencoded ``+`` in a query string) is read as ``+``.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if isinstance(value, str):
+            value = _SPACED_OFFSET.sub(r"\1+\2", value.strip())
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            result = as_utc(parsed)
+        except OverflowError:
+            raise ValidationError("Date-time out of range.") from None
+        if result < EPOCH:
+            raise ValidationError("Must not be before 1970-01-01T00:00:00Z.")
+        return result
+
+
+def _page_size(default: int, maximum: int, what: str) -> fields.Integer:
+    return fields.Integer(
+        load_default=default,
+        validate=validate.Range(1, maximum),
+        metadata={"description": f"How many {what} (1 to {maximum}, default {default})"},
+    )
+
+
+# -- query arguments -------------------------------------------------------------------------------
+class RangeArgs(Schema):
+    """A time range ``[start, end)``; by default the 24 hours before now."""
+
+    start = UtcDateTime(metadata={"description": "ISO 8601; naive means UTC. Default: `end` - 24 h"})
+    end = UtcDateTime(metadata={"description": "ISO 8601, exclusive; naive means UTC. Default: now"})
+
+
+class SeriesArgs(RangeArgs):
+    """A time range, and how to aggregate it."""
+
+    aggregation = fields.String(
+        load_default="raw",
+        validate=validate.OneOf(("raw", *AGGREGATIONS)),
+        metadata={"description": "`raw` (every reading) or a bucket aggregation"},
+    )
+    bucket_size = fields.Integer(
+        load_default=3_600_000,
+        validate=validate.Range(1, MAX_BUCKET_MS),
+        metadata={"description": "Bucket width in ms, aligned to the epoch (aggregations only; default 1 h)"},
+    )
+
+
+class DayArgs(Schema):
+    """A UTC day of the daily leaderboards."""
+
+    day = fields.Date(
+        metadata={"description": "UTC day of the generation/efficiency boards (default today); "
+                  "ignored by `capacity`"}
+    )
+
+
+class LeaderboardArgs(DayArgs):
+    """A page of a leaderboard."""
+
+    limit = _page_size(10, MAX_LEADERBOARD_PAGE, "entries")
+    offset = fields.Integer(
+        load_default=0, validate=validate.Range(0, 1_000_000), metadata={"description": "Entries to skip"}
+    )
+
+
+class PositionArgs(DayArgs):
+    """How many neighbours to show around a site's rank."""
+
+    context = fields.Integer(
+        load_default=2,
+        validate=validate.Range(0, 100),
+        metadata={"description": "Neighbours on each side (0 to 100, default 2)"},
+    )
+
+
+class SearchArgs(Schema):
+    """Site search filters (they AND together) and the page."""
+
+    q = fields.String(metadata={"description": "Words; each must prefix a word of the address or city"})
+    state = fields.String(metadata={"description": "Exact state, case-insensitive"})
+    city = fields.String(metadata={"description": "Exact city, case-insensitive"})
+    postal_code = fields.String(metadata={"description": "Exact postal code, case-insensitive"})
+    min_capacity = fields.Float(metadata={"description": "Lowest capacity in kW (inclusive)"})
+    max_capacity = fields.Float(metadata={"description": "Highest capacity in kW (inclusive)"})
+    lat = fields.Float(
+        validate=validate.Range(-GEO_MAX_LAT, GEO_MAX_LAT),
+        metadata={"description": "Centre latitude (Redis can index ±85.05112878)"},
+    )
+    lng = fields.Float(validate=validate.Range(-180, 180), metadata={"description": "Centre longitude"})
+    radius_km = fields.Float(
+        validate=validate.Range(0, 20_100, min_inclusive=False),
+        metadata={"description": "Radius in km; `lat`, `lng` and `radius_km` go together"},
+    )
+    limit = _page_size(100, MAX_SEARCH_PAGE, "sites")
+    offset = fields.Integer(
+        load_default=0, validate=validate.Range(0, 999_000), metadata={"description": "Matches to skip"}
+    )
+
+    @validates_schema
+    def check_combinations(self, data: dict[str, Any], **kwargs: Any) -> None:
+        given = [name for name in ("lat", "lng", "radius_km") if name in data]
+        if given and len(given) < 3:
+            raise ValidationError("lat, lng and radius_km must be given together.", "radius_km")
+        low, high = data.get("min_capacity"), data.get("max_capacity")
+        if low is not None and high is not None and low > high:
+            raise ValidationError("Must not be less than min_capacity.", "max_capacity")
+
+
+# -- request bodies --------------------------------------------------------------------------------
+_OPTIONAL_SITE_ID = {
+    "strict": True,
+    "load_default": None,
+    "validate": validate.Range(min=1, max=MAX_SITE_ID),
+    "metadata": {"description": "Optional; if given, it must equal the site id of the path"},
+}
+
+
+class ReadingInSchema(MeterReadingSchema):
+    """A meter reading posted for the site of the path (``site_id`` may be left out)."""
+
+    site_id = fields.Integer(**_OPTIONAL_SITE_ID)  # type: ignore[arg-type]
+
+    @post_load
+    def make_reading(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return data  # the view builds the MeterReading with the path's site id
+
+
+class ReadingBatchItemSchema(ReadingInSchema):
+    """One reading of a batch: the body is an array of 1 to ``MAX_BATCH_READINGS`` of them."""
+
+    @pre_load(pass_collection=True)
+    def check_batch_size(self, data: Any, many: bool, **kwargs: Any) -> Any:
+        if many and isinstance(data, list):
+            limit = current_app.config["MAX_BATCH_READINGS"]
+            if not data:
+                raise ValidationError("Expected a non-empty array of readings.")
+            if len(data) > limit:
+                raise PayloadTooLarge(
+                    f"Too many readings in one batch: {len(data)} (at most {limit})",
+                    {"count": len(data), "max_batch_readings": limit},
+                )
+        return data
+
+
+class SiteUpdateSchema(SiteSchema):
+    """A site's new details for the site of the path (``id`` may be left out)."""
+
+    id = fields.Integer(**_OPTIONAL_SITE_ID)  # type: ignore[arg-type]
+
+    @post_load
+    def make_site(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return data  # the view builds the Site with the path's id
+
+
+# -- responses: sites ------------------------------------------------------------------------------
+class SiteSearchResultSchema(Schema):
+    """One page of search results."""
+
+    sites = fields.List(fields.Nested(SiteSchema), required=True)
+    total = fields.Integer(required=True, metadata={"description": "All matches, before limit/offset"})
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)
+
+
+class StateStatsSchema(Schema):
+    """The sites of one state."""
+
+    sites = fields.Integer(required=True)
+    capacity_kw = fields.Float(required=True)
+
+
+class SitesStatsSchema(Schema):
+    """Totals over every site."""
+
+    total_sites = fields.Integer(required=True)
+    total_capacity_kw = fields.Float(required=True)
+    total_panels = fields.Integer(required=True)
+    average_capacity_kw = fields.Float(required=True, metadata={"description": "0 without sites"})
+    states = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(StateStatsSchema),
+        required=True,
+        metadata={"description": "Per state, as the sites spell it"},
+    )
+
+
+# -- responses: readings and analytics ---------------------------------------------------------------
+class ReadingCreatedSchema(Schema):
+    """A stored reading."""
+
+    message = fields.String(required=True)
+    reading = fields.Nested(MeterReadingSchema, required=True)
+
+
+class ReadingsAddedSchema(Schema):
+    """A stored batch."""
+
+    message = fields.String(required=True)
+    count = fields.Integer(
+        required=True,
+        metadata={"description": "Readings stored (a timestamp repeated in the batch counts once)"},
+    )
+
+
+class SeriesSchema(Schema):
+    """Points of one metric of one site over ``[start_time, end_time)``."""
+
+    site_id = fields.Integer(required=True)
+    metric = fields.String(required=True)
+    start_time = fields.DateTime(required=True)
+    end_time = fields.DateTime(required=True)
+    aggregation = fields.String(required=True)
+    bucket_size = fields.Integer(allow_none=True, required=True, metadata={"description": "null for raw"})
+    count = fields.Integer(required=True)
+    data = fields.List(fields.Nested(TimeSeriesDataSchema), required=True)
+
+
+class LatestReadingsSchema(Schema):
+    """The newest point of each metric (metrics without readings are left out)."""
+
+    site_id = fields.Integer(required=True)
+    latest_readings = fields.Dict(
+        keys=fields.String(), values=fields.Nested(TimeSeriesDataSchema), required=True
+    )
+
+
+# -- responses: leaderboards -----------------------------------------------------------------------
+class LeaderboardStatsSchema(Schema):
+    """Over the whole board (0s when it is empty)."""
+
+    total_sites = fields.Integer(required=True)
+    highest_score = fields.Float(required=True)
+    lowest_score = fields.Float(required=True)
+    average_score = fields.Float(required=True)
+
+
+class LeaderboardSchema(Schema):
+    """A page of a leaderboard, best first."""
+
+    leaderboard_type = fields.String(required=True, validate=validate.OneOf(LEADERBOARD_TYPES))
+    day = fields.Date(allow_none=True, required=True, metadata={"description": "null for capacity"})
+    entries = fields.List(fields.Nested(LeaderboardEntrySchema), required=True)
+    stats = fields.Nested(LeaderboardStatsSchema, required=True)
+
+
+class SitePositionSchema(Schema):
+    """A site's rank and score, with its neighbours (itself included)."""
+
+    site_id = fields.Integer(required=True)
+    leaderboard_type = fields.String(required=True)
+    day = fields.Date(allow_none=True, required=True)
+    rank = fields.Integer(required=True)
+    score = fields.Float(required=True)
+    surrounding_sites = fields.List(fields.Nested(LeaderboardEntrySchema), required=True)
+
+
+class UpdateReportSchema(Schema):
+    """What a reconcile did."""
+
+    day = fields.Date(required=True)
+    sites = fields.Integer(required=True)
+    capacity_entries = fields.Integer(required=True)
+    daily_scores_changed = fields.Integer(required=True)
+
+
+class LeaderboardUpdateSchema(Schema):
+    """The outcome of a reconcile request."""
+
+    message = fields.String(required=True)
+    report = fields.Nested(UpdateReportSchema, allow_none=True, required=True)
+
+
+# -- responses: fleet --------------------------------------------------------------------------------
+class FleetSummarySchema(Schema):
+    """The fleet over the last 24 hours."""
+
+    total_sites = fields.Integer(required=True)
+    active_sites_24h = fields.Integer(required=True)
+    total_capacity_kw = fields.Float(required=True)
+    total_generation_24h_wh = fields.Float(required=True)
+    overall_efficiency_percent = fields.Float(required=True, metadata={"description": "Capacity factor"})
+    period_start = fields.String(required=True, metadata={"format": "date-time"})
+    period_end = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class SummarySchema(Schema):
+    """``{"summary": {...}}``, or without sites ``{"message": "No sites available", "total_sites": 0}``."""
+
+    summary = fields.Nested(FleetSummarySchema)
+    message = fields.String()
+    total_sites = fields.Integer()
+
+
+# -- responses: service ------------------------------------------------------------------------------
+class EndpointsSchema(Schema):
+    """The routes, by group, as ``"METHOD path - what"``."""
+
+    sites = fields.List(fields.String(), required=True)
+    analytics = fields.List(fields.String(), required=True)
+    service = fields.List(fields.String(), required=True)
+
+
+class IndexSchema(Schema):
+    """The seed's index."""
+
+    message = fields.String(required=True)
+    redis_connected = fields.Boolean(required=True)
+    redis_info = fields.String(allow_none=True, required=True, metadata={"description": "Redis version"})
+    endpoints = fields.Nested(EndpointsSchema, required=True)
+
+
+class RedisHealthSchema(Schema):
+    """Where Redis is (never a password) and whether it answers."""
+
+    connected = fields.Boolean(required=True)
+    url = fields.String(required=True)
+    host = fields.String(allow_none=True)
+    port = fields.Integer(allow_none=True)
+    db = fields.Integer(allow_none=True)
+    key_prefix = fields.String(required=True)
+    version = fields.String(allow_none=True)
+    timeseries_backend = fields.String(allow_none=True, metadata={"description": "null until known"})
+
+
+class BackgroundServicesSchema(Schema):
+    """Threads of this process."""
+
+    leaderboard_updater = fields.Boolean(required=True)
+
+
+class HealthSchema(Schema):
+    """``healthy`` (200) or ``unhealthy`` (503, with ``error`` and ``Retry-After``)."""
+
+    status = fields.String(required=True, validate=validate.OneOf(("healthy", "unhealthy")))
+    redis = fields.Nested(RedisHealthSchema, required=True)
+    background_services = fields.Nested(BackgroundServicesSchema, required=True)
+    error = fields.String(metadata={"description": "Only when unhealthy"})
+    details = fields.Raw(allow_none=True, metadata={"description": "Only when unhealthy: null"})

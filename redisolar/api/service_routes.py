@@ -1,0 +1,142 @@
+"""The service's own routes: ``GET /`` (the seed's index) and ``GET /health``.
+
+- ``GET /`` answers the seed's JSON, also while Redis is down (``redis_connected: false``,
+  ``redis_info: null``). A client that prefers ``text/html`` (a browser) gets the dashboard instead,
+  once a blueprint registers the endpoint :data:`DASHBOARD_ENDPOINT` (the hook for the web UI).
+- ``GET /health`` answers 200 ``healthy`` when Redis answers, else 503 ``unhealthy`` with
+  ``Retry-After`` and the error fields of every error response; the body never holds a password.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import redis
+from flask import current_app, request
+
+from redisolar.api.common import Blueprint, services
+from redisolar.api.errors import REDIS_UNAVAILABLE
+from redisolar.api.schemas import HealthSchema, IndexSchema
+from redisolar.config import Config
+
+DASHBOARD_ENDPOINT = "web.dashboard"
+"""The endpoint ``GET /`` hands browsers to, when some blueprint registers it."""
+
+ENDPOINTS = {
+    "sites": [
+        "GET /api/sites - Get all sites",
+        "GET /api/sites/<id> - Get specific site",
+        "POST /api/sites - Create new site",
+        "PUT /api/sites/<id> - Update site",
+        "DELETE /api/sites/<id> - Delete site",
+        "GET /api/sites/search - Search sites",
+        "GET /api/sites/stats - Get site statistics",
+    ],
+    "analytics": [
+        "POST /api/analytics/readings/<site_id> - Add meter reading",
+        "POST /api/analytics/readings/<site_id>/batch - Add multiple readings",
+        "GET /api/analytics/readings/<site_id>/<metric> - Get time-series data",
+        "GET /api/analytics/readings/<site_id>/latest - Get latest readings",
+        "GET /api/analytics/analytics/<site_id> - Get site analytics",
+        "GET /api/analytics/leaderboards/<type> - Get leaderboard",
+        "GET /api/analytics/leaderboards/<type>/site/<site_id> - Get a site's position",
+        "POST /api/analytics/leaderboards/update - Reconcile the leaderboards now",
+        "GET /api/analytics/summary - Get overall summary",
+    ],
+    "service": [
+        "GET /health - Health check",
+        "GET /api/openapi.json - OpenAPI 3 document",
+        "GET /api/docs - Interactive API documentation",
+    ],
+}
+
+service_bp = Blueprint("service", __name__, description="The service: index and health")
+
+
+@service_bp.route("/", methods=["GET"])
+@service_bp.response(200, IndexSchema)
+def index() -> Any:
+    """The seed's index: the API is running, whether Redis answers, and the routes."""
+    dashboard = current_app.view_functions.get(DASHBOARD_ENDPOINT)
+    if dashboard is not None and _prefers_html():
+        return dashboard()
+    version = _redis_version()
+    return {
+        "message": "RediSolar API is running!",
+        "redis_connected": version is not None,
+        "redis_info": version,
+        "endpoints": ENDPOINTS,
+    }
+
+
+@service_bp.route("/health", methods=["GET"])
+@service_bp.response(200, HealthSchema, description="Redis answers")
+@service_bp.alt_response(503, schema=HealthSchema, description="Redis does not answer (with Retry-After)")
+def health() -> Any:
+    """Whether Redis answers, where it is (no credentials) and which background threads run here."""
+    version = _redis_version()
+    backend = _timeseries_backend() if version is not None else None
+    body: dict[str, Any] = {
+        "status": "healthy" if version is not None else "unhealthy",
+        "redis": {
+            "connected": version is not None,
+            **_where(services().settings.redis),
+            "version": version,
+            "timeseries_backend": backend,
+        },
+        "background_services": {"leaderboard_updater": services().updater.is_running},
+    }
+    if version is None:
+        body.update(error=REDIS_UNAVAILABLE, details=None)
+        headers = {"Retry-After": str(current_app.config["RETRY_AFTER_SECONDS"])}
+        return body, 503, headers
+    return body
+
+
+def _prefers_html() -> bool:
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
+def _redis_version() -> str | None:
+    """The server's version ("unknown" if INFO is not allowed), or None when it does not answer."""
+    client = services().redis
+    try:
+        client.ping()
+    except redis.RedisError:
+        return None
+    try:
+        return str(client.info("server").get("redis_version", "unknown"))
+    except redis.RedisError:
+        return "unknown"
+
+
+def _timeseries_backend() -> str | None:
+    try:
+        return services().timeseries.backend.name
+    except redis.RedisError:
+        return None
+
+
+def _where(config: Config) -> dict[str, Any]:
+    """Where ``config`` points: url (without credentials), host, port, db, key prefix."""
+    place: dict[str, Any] = {
+        "url": config.describe(),
+        "host": config.redis_host,
+        "port": config.redis_port,
+        "db": config.redis_db,
+        "key_prefix": config.redis_key_prefix,
+    }
+    if config.redis_url:
+        parts = urlsplit(config.redis_url)
+        unix = parts.scheme == "unix"
+        db = parse_qs(parts.query).get("db", [""])[0] or ("" if unix else parts.path.strip("/"))
+        place.update(
+            host=parts.path if unix else parts.hostname,
+            port=None if unix else parts.port,
+            db=int(db) if db.isdigit() else 0,
+        )
+    return place
+
+

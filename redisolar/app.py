@@ -1,0 +1,67 @@
+"""The Flask application factory (the seed's Step 8): ``create_app(config_name, test_config)``.
+
+``create_app`` reads and validates the configuration (:mod:`redisolar.settings`), builds one
+:class:`~redisolar.services.Services` (one pooled Redis client and the DAOs) kept in
+``app.extensions["redisolar"]``, and registers the API blueprints, their OpenAPI document and the
+error handlers. Nothing connects to Redis here or at import time: the app can be created while Redis
+is down and serves 503s until it is back. The leaderboard reconciler thread is not started here
+(``redisolar serve`` starts it in one process).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask
+
+from redisolar.api.analytics_routes import analytics_bp
+from redisolar.api.docs import init_api
+from redisolar.api.routes import sites_bp
+from redisolar.api.service_routes import service_bp
+from redisolar.models.site import configure_clock_skew
+from redisolar.services import Services, build_services
+from redisolar.settings import ConfigError, load_config, settings_from_config
+from redisolar.web import init_app as init_web
+
+log = logging.getLogger(__name__)
+
+ENV_INSTANCE_PATH = "REDISOLAR_INSTANCE_PATH"
+"""Environment variable naming the folder of the ``<config_name>.cfg`` files (default ``instance/``)."""
+
+
+def create_app(config_name: str = "dev", test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the application.
+
+    Configuration, each layer overriding the previous: built-in defaults, ``instance/<config_name>.cfg``
+    (optional), ``REDISOLAR_*`` environment variables, ``test_config``. Raises
+    :class:`~redisolar.settings.ConfigError` (a ValueError) naming a bad setting.
+    """
+    app = Flask("redisolar", instance_relative_config=True, instance_path=_instance_path())
+    load_config(app.config, config_name, test_config)
+    configure_clock_skew(timedelta(seconds=app.config["CLOCK_SKEW_SECONDS"]))
+    app.extensions["redisolar"] = build_services(settings_from_config(app.config))
+    app.extensions["redisolar.summary_cache"] = {}
+    init_api(app, service_bp, sites_bp, analytics_bp)
+    init_web(app)  # the dashboard: /dashboard, /sites/<id>; GET / for browsers
+    log.info("app created: config %r, Redis at %s", config_name, get_services(app).settings.redis.describe())
+    return app
+
+
+def get_services(app: Flask) -> Services:
+    """The :class:`Services` an app was built with (for the CLI and tests)."""
+    services: Services = app.extensions["redisolar"]
+    return services
+
+
+def _instance_path() -> str | None:
+    path = os.environ.get(ENV_INSTANCE_PATH)
+    if path is not None and not os.path.isabs(path):
+        raise ConfigError(f"{ENV_INSTANCE_PATH} must be an absolute path, got {path!r}")
+    return path
+
+
+__all__ = ["ConfigError", "create_app", "get_services"]

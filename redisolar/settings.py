@@ -1,0 +1,213 @@
+"""The application's configuration: where it comes from, what it may hold, and what it builds.
+
+Layers, each overriding the one before (see :func:`load_config`):
+
+1. :data:`DEFAULTS`;
+2. the instance file ``instance/<config_name>.cfg`` (Python syntax, seed style; optional);
+3. the environment: ``REDISOLAR_<KEY>`` for every key of :data:`OPTIONS` (``REDISOLAR_REDIS_PORT=6380``),
+   plus the aliases ``REDISOLAR_KEY_PREFIX`` and ``REDISOLAR_TIMESERIES``;
+4. the ``test_config`` mapping given to ``create_app``.
+
+Every value is then checked and converted (:func:`validate_config`); a bad one raises
+:class:`ConfigError` naming the key (or the environment variable) and what is wrong with it.
+``REDIS_URL`` (``redis://``, ``rediss://``, ``unix://``), when set, wins over host, port, db, username
+and password.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import flask
+
+from redisolar.config import DEFAULT_KEY_PREFIX, Config
+from redisolar.services import Settings
+
+ENV_PREFIX = "REDISOLAR_"
+ENV_ALIASES = {"KEY_PREFIX": "REDIS_KEY_PREFIX", "TIMESERIES": "TIMESERIES_BACKEND"}
+"""Short environment names (``REDISOLAR_KEY_PREFIX``) → config keys. The long name wins if both are set."""
+
+TIMESERIES_BACKENDS = ("auto", "redistimeseries", "core")
+SEARCH_BACKENDS = ("auto", "redisearch", "core")
+_CONFIG_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """What one configuration key may hold: a type, optional bounds or choices, and None or not."""
+
+    kind: type
+    nullable: bool = False
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+
+
+OPTIONS: dict[str, Option] = {
+    "REDIS_URL": Option(str, nullable=True),
+    "REDIS_HOST": Option(str),
+    "REDIS_PORT": Option(int, low=1, high=65535),
+    "REDIS_DB": Option(int, low=0, high=1_000_000),
+    "REDIS_USERNAME": Option(str, nullable=True),
+    "REDIS_PASSWORD": Option(str, nullable=True),
+    "REDIS_KEY_PREFIX": Option(str),
+    "REDIS_SOCKET_TIMEOUT": Option(float, low=0.01, high=3600),
+    "REDIS_RETRIES": Option(int, low=0, high=100),
+    "TIMESERIES_BACKEND": Option(str, choices=TIMESERIES_BACKENDS),
+    "SEARCH_BACKEND": Option(str, choices=SEARCH_BACKENDS),
+    "RETENTION_DAYS": Option(float, low=0, high=36_500),
+    "CLOCK_SKEW_SECONDS": Option(float, low=0, high=86_400 * 366),
+    "MAX_BATCH_READINGS": Option(int, low=1, high=10_000_000),
+    "MAX_CONTENT_LENGTH": Option(int, low=1024, high=2**40),
+    "SUMMARY_CACHE_SECONDS": Option(float, low=0, high=86_400),
+    "RETRY_AFTER_SECONDS": Option(int, low=1, high=86_400),
+    "LEADERBOARD_UPDATE_INTERVAL": Option(float, low=0, high=86_400),
+}
+"""Every key RediSolar reads from the Flask config (other Flask keys pass through untouched)."""
+
+DEFAULTS: dict[str, Any] = {
+    "REDIS_URL": None,
+    "REDIS_HOST": "localhost",
+    "REDIS_PORT": 6379,
+    "REDIS_DB": 0,
+    "REDIS_USERNAME": None,
+    "REDIS_PASSWORD": None,
+    "REDIS_KEY_PREFIX": DEFAULT_KEY_PREFIX,
+    "REDIS_SOCKET_TIMEOUT": 5.0,  # seconds, connect and read
+    "REDIS_RETRIES": 3,  # retries of a command after a network error, with jittered backoff
+    "TIMESERIES_BACKEND": "auto",
+    "SEARCH_BACKEND": "auto",
+    "RETENTION_DAYS": 30.0,  # 0 keeps every reading
+    "CLOCK_SKEW_SECONDS": 300.0,  # how far in the future a reading's timestamp may lie
+    "MAX_BATCH_READINGS": 10_000,
+    "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,  # bytes of a request body (Flask's key)
+    "SUMMARY_CACHE_SECONDS": 0.0,  # 0: the fleet summary is computed on every request
+    "RETRY_AFTER_SECONDS": 5,  # the Retry-After of a 503 while Redis is unreachable
+    "LEADERBOARD_UPDATE_INTERVAL": 300.0,  # seconds between reconciles in `redisolar serve`; 0: none
+}
+
+
+def load_config(
+    config: flask.Config,
+    config_name: str,
+    test_config: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Fill a Flask ``config`` from the four layers, then validate it in place.
+
+    The instance file is optional; ``environ`` defaults to ``os.environ``.
+    """
+    if not _CONFIG_NAME.match(config_name):
+        raise ConfigError(f"Invalid config name {config_name!r}: use letters, digits, '.', '_' or '-'")
+    config.update(DEFAULTS)
+    config.from_pyfile(f"{config_name}.cfg", silent=True)
+    config.update(from_environment(os.environ if environ is None else environ))
+    if test_config:
+        config.update(test_config)
+    validate_config(config)
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The config keys set by ``REDISOLAR_*`` variables, converted to their types.
+
+    An empty variable means None for the keys that may be None (``REDISOLAR_REDIS_URL=``).
+    """
+    found: dict[str, Any] = {}
+    names = [*ENV_ALIASES.items(), *((key, key) for key in OPTIONS)]
+    for name, key in names:  # aliases first, so that the long names win
+        raw = environ.get(ENV_PREFIX + name)
+        if raw is not None:
+            found[key] = convert(ENV_PREFIX + name, OPTIONS[key], raw)
+    return found
+
+
+def validate_config(config: MutableMapping[str, Any]) -> None:
+    """Check and convert every RediSolar key of ``config`` in place; raise :class:`ConfigError`."""
+    for key, option in OPTIONS.items():
+        config[key] = convert(key, option, config.get(key, DEFAULTS[key]))
+    settings_from_config(config)  # the combinations (URL scheme, key prefix) are checked there
+
+
+def convert(name: str, option: Option, value: Any) -> Any:
+    """``value`` as ``option`` wants it (strings are parsed), or :class:`ConfigError` naming ``name``."""
+    if value is None or (option.nullable and value == ""):
+        if option.nullable:
+            return None
+        raise ConfigError(f"{name} must be set")
+    result = _typed(name, option.kind, value)
+    if option.choices is not None and result not in option.choices:
+        raise ConfigError(f"{name} must be one of {', '.join(option.choices)}, got {value!r}")
+    if option.low is not None and result < option.low:
+        raise ConfigError(f"{name} must be at least {option.low:g}, got {value!r}")
+    if option.high is not None and result > option.high:
+        raise ConfigError(f"{name} must be at most {option.high:g}, got {value!r}")
+    return result
+
+
+def _typed(name: str, kind: type, value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be {_KIND_NAMES[kind]}, got {value!r}")
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value.strip() if name.endswith(("BACKEND", "TIMESERIES")) else value
+    try:
+        number = kind(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{name} must be {_KIND_NAMES[kind]}, got {value!r}") from None
+    if kind is int and isinstance(value, float) and number != value:
+        raise ConfigError(f"{name} must be {_KIND_NAMES[kind]}, got {value!r}")
+    if kind is float and not math.isfinite(number):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number"}
+
+
+def redis_config(config: Mapping[str, Any]) -> Config:
+    """The connection settings of a validated ``config``."""
+    _check_url(config["REDIS_URL"])
+    try:
+        return Config(
+            redis_host=config["REDIS_HOST"],
+            redis_port=config["REDIS_PORT"],
+            redis_db=config["REDIS_DB"],
+            redis_username=config["REDIS_USERNAME"],
+            redis_password=config["REDIS_PASSWORD"],
+            redis_key_prefix=config["REDIS_KEY_PREFIX"],
+            redis_url=config["REDIS_URL"],
+            socket_timeout=config["REDIS_SOCKET_TIMEOUT"],
+            retries=config["REDIS_RETRIES"],
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _check_url(url: str | None) -> None:
+    if url is None:
+        return
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing the port raises ValueError when it is bad
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL has a bad port: {exc}") from None
+
+
+def settings_from_config(config: Mapping[str, Any]) -> Settings:
+    """The storage :class:`Settings` of a validated ``config``."""
+    return Settings(
+        redis=redis_config(config),
+        timeseries_backend=config["TIMESERIES_BACKEND"],
+        retention_days=config["RETENTION_DAYS"],
+        search_backend=config["SEARCH_BACKEND"],
+    )

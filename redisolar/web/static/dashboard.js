@@ -1,0 +1,523 @@
+/* RediSolar dashboard: a client of the public REST API. Vanilla JS, inline SVG, no dependencies.
+ * <body data-page="fleet|site" data-api="/api" data-refresh-ms="7000" data-site-id="1"> */
+(() => {
+  "use strict";
+
+  const body = document.body;
+  const API = body.dataset.api || "/api";
+  const REFRESH_MS = Math.max(100, Number(body.dataset.refreshMs) || 7000);
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const BOARDS = {
+    capacity: { label: "Capacity", format: (v) => fmt(v, 1) + " kW" },
+    generation: { label: "Generation", format: (v) => fmtEnergy(v) },
+    efficiency: { label: "Efficiency", format: (v) => fmt(v, 1) + " %" },
+  };
+  const HOUR = 3600 * 1000;
+  const RANGES = { "24h": 24 * HOUR, "7d": 7 * 24 * HOUR };
+
+  // -- helpers ------------------------------------------------------------------------------------
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    setAttrs(node, attrs);
+    node.append(...children.filter((c) => c !== null && c !== undefined));
+    return node;
+  }
+  function s(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    setAttrs(node, attrs);
+    node.append(...children.filter((c) => c !== null && c !== undefined));
+    return node;
+  }
+  function setAttrs(node, attrs) {
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "text") node.textContent = value;
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+  }
+  function fmt(value, digits = 0) {
+    if (value === null || value === undefined || Number.isNaN(Number(value))) return "–";
+    return Number(value).toLocaleString(undefined, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  }
+  function fmtEnergy(wh) {
+    const v = Number(wh);
+    if (!Number.isFinite(v)) return "–";
+    if (Math.abs(v) >= 1e6) return fmt(v / 1e6, 2) + " MWh";
+    if (Math.abs(v) >= 1e3) return fmt(v / 1e3, 1) + " kWh";
+    return fmt(v, 0) + " Wh";
+  }
+  function fmtTime(iso) {
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return "";
+    return d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  }
+  function siteName(site) {
+    return site ? `${site.address}, ${site.city}, ${site.state}` : "";
+  }
+  function siteUrl(id) {
+    return `/sites/${encodeURIComponent(id)}`;
+  }
+
+  class ApiError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  async function api(path) {
+    let response;
+    try {
+      response = await fetch(API + path, { headers: { Accept: "application/json" }, cache: "no-store" });
+    } catch (err) {
+      throw new ApiError(0, "the API cannot be reached");
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (err) {
+      data = null;
+    }
+    if (!response.ok) {
+      const message = (data && (data.error || data.message)) || response.statusText || "error";
+      throw new ApiError(response.status, message);
+    }
+    return data;
+  }
+
+  // -- status and the "API down" alert --------------------------------------------------------------
+  const alertBox = document.getElementById("api-alert");
+  const statusLine = document.getElementById("status");
+
+  function apiDown(err) {
+    const what = err && err.status ? `answered ${err.status}: ${err.message}` : "cannot be reached";
+    alertBox.textContent = `The RediSolar API ${what}. Showing the last data received; retrying every ${
+      Math.round(REFRESH_MS / 100) / 10
+    } s.`;
+    alertBox.hidden = false;
+    statusLine.textContent = "Offline";
+    statusLine.classList.add("offline");
+  }
+  function apiUp() {
+    alertBox.hidden = true;
+    alertBox.textContent = "";
+    statusLine.textContent = "Updated " + new Date().toLocaleTimeString();
+    statusLine.classList.remove("offline");
+  }
+  function isOutage(err) {
+    return !(err instanceof ApiError) || err.status === 0 || err.status >= 500;
+  }
+
+  // Run `refresh` now and then every REFRESH_MS after it finishes (never overlapping); `poke` runs it early.
+  function poll(refresh) {
+    let timer = null;
+    let running = false;
+    let again = false;
+    async function tick() {
+      clearTimeout(timer);
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      try {
+        await refresh();
+        apiUp();
+      } catch (err) {
+        if (isOutage(err)) apiDown(err);
+        else console.warn(err);
+      } finally {
+        running = false;
+        timer = setTimeout(tick, again ? 0 : REFRESH_MS);
+        again = false;
+      }
+    }
+    tick();
+    return tick;
+  }
+
+  // -- tabs (shared by both pages) ------------------------------------------------------------------
+  function setupTabs(tablist, onSelect) {
+    const tabs = Array.from(tablist.querySelectorAll('[role="tab"]'));
+    function select(tab, focus) {
+      for (const t of tabs) {
+        const on = t === tab;
+        t.setAttribute("aria-selected", String(on));
+        t.tabIndex = on ? 0 : -1;
+      }
+      const panel = document.getElementById(tab.getAttribute("aria-controls"));
+      if (panel) panel.setAttribute("aria-labelledby", tab.id);
+      if (focus) tab.focus();
+      onSelect(tab.dataset.board);
+    }
+    tablist.addEventListener("click", (event) => {
+      const tab = event.target.closest('[role="tab"]');
+      if (tab) select(tab, false);
+    });
+    tablist.addEventListener("keydown", (event) => {
+      const i = tabs.indexOf(document.activeElement);
+      if (i < 0) return;
+      let next = null;
+      if (event.key === "ArrowRight") next = tabs[(i + 1) % tabs.length];
+      else if (event.key === "ArrowLeft") next = tabs[(i - 1 + tabs.length) % tabs.length];
+      else if (event.key === "Home") next = tabs[0];
+      else if (event.key === "End") next = tabs[tabs.length - 1];
+      if (next) {
+        event.preventDefault();
+        select(next, true);
+      }
+    });
+    return tabs.find((t) => t.getAttribute("aria-selected") === "true") || tabs[0];
+  }
+
+  // -- the map ---------------------------------------------------------------------------------------
+  // Lower 48 states, a coarse outline (lng, lat) for orientation only.
+  const US_OUTLINE = [
+    [-124.7, 48.4], [-124.1, 46.3], [-124.0, 44.0], [-124.5, 42.8], [-124.2, 41.8], [-123.8, 39.8],
+    [-122.5, 37.8], [-121.9, 36.6], [-120.6, 34.6], [-118.5, 34.0], [-117.1, 32.5], [-114.7, 32.7],
+    [-111.1, 31.3], [-108.2, 31.3], [-108.2, 31.8], [-106.5, 31.8], [-104.5, 29.6], [-103.2, 29.0],
+    [-102.4, 29.8], [-101.4, 29.8], [-99.5, 27.5], [-97.2, 25.9], [-97.4, 27.8], [-96.0, 28.6],
+    [-94.7, 29.4], [-93.8, 29.7], [-92.0, 29.6], [-90.2, 29.1], [-89.2, 29.3], [-89.6, 30.2],
+    [-88.0, 30.4], [-86.5, 30.4], [-85.0, 29.7], [-84.0, 30.1], [-82.8, 29.0], [-82.6, 27.8],
+    [-81.8, 26.1], [-81.1, 25.1], [-80.4, 25.2], [-80.1, 26.5], [-80.6, 28.5], [-81.3, 30.4],
+    [-80.9, 32.0], [-79.2, 33.2], [-77.9, 33.9], [-76.5, 34.7], [-75.5, 35.2], [-75.9, 36.9],
+    [-75.6, 38.0], [-75.0, 38.8], [-74.0, 39.8], [-73.9, 40.5], [-71.9, 41.1], [-70.0, 41.7],
+    [-70.7, 43.1], [-69.0, 44.1], [-67.0, 44.8], [-67.8, 47.1], [-69.2, 47.4], [-70.9, 45.3],
+    [-74.7, 45.0], [-76.4, 44.1], [-79.1, 43.3], [-78.9, 42.9], [-82.5, 41.7], [-83.1, 42.3],
+    [-82.4, 43.0], [-83.5, 46.1], [-84.4, 46.5], [-89.6, 48.0], [-95.2, 49.0], [-123.0, 49.0],
+    [-122.8, 48.5], [-124.7, 48.4],
+  ];
+  const US_BOUNDS = { west: -126, east: -65, south: 24, north: 50 };
+
+  function drawMap(container, sites) {
+    const located = sites.filter((x) => x.coordinate && Number.isFinite(x.coordinate.lat));
+    const b = { ...US_BOUNDS };
+    for (const x of located) {
+      b.west = Math.min(b.west, x.coordinate.lng - 2);
+      b.east = Math.max(b.east, x.coordinate.lng + 2);
+      b.south = Math.min(b.south, x.coordinate.lat - 2);
+      b.north = Math.max(b.north, x.coordinate.lat + 2);
+    }
+    const k = Math.cos((((b.north + b.south) / 2) * Math.PI) / 180); // equirectangular, true at mid-latitude
+    const width = 1000;
+    const scale = width / ((b.east - b.west) * k);
+    const height = Math.round((b.north - b.south) * scale);
+    const x = (lng) => (lng - b.west) * k * scale;
+    const y = (lat) => (b.north - lat) * scale;
+
+    const svg = s("svg", {
+      viewBox: `0 0 ${width} ${height}`,
+      class: "map-svg",
+      role: "group",
+      "aria-label": `Map of ${located.length} sites`,
+    });
+    const grid = s("g", { class: "grid", "aria-hidden": "true" });
+    for (let lng = Math.ceil(b.west / 10) * 10; lng <= b.east; lng += 10) {
+      grid.append(s("line", { x1: x(lng), x2: x(lng), y1: 0, y2: height }));
+      grid.append(s("text", { x: x(lng) + 4, y: height - 6, text: `${Math.abs(lng)}°W` }));
+    }
+    for (let lat = Math.ceil(b.south / 5) * 5; lat <= b.north; lat += 5) {
+      grid.append(s("line", { x1: 0, x2: width, y1: y(lat), y2: y(lat) }));
+      grid.append(s("text", { x: 4, y: y(lat) - 4, text: `${lat}°N` }));
+    }
+    const outline = US_OUTLINE.map(([lng, lat], i) => `${i ? "L" : "M"}${x(lng).toFixed(1)},${y(lat).toFixed(1)}`);
+    svg.append(s("path", { class: "land", d: outline.join("") + "Z", "aria-hidden": "true" }));
+    svg.append(grid);
+
+    const maxCapacity = Math.max(1, ...located.map((site) => Number(site.capacity) || 0));
+    const markers = s("g", { class: "markers" });
+    for (const site of [...located].sort((a, c) => c.capacity - a.capacity)) {
+      const cx = x(site.coordinate.lng);
+      const cy = y(site.coordinate.lat);
+      const r = 7 + 11 * Math.sqrt((Number(site.capacity) || 0) / maxCapacity);
+      const name = `Site ${site.id}: ${siteName(site)} (${fmt(site.capacity, 1)} kW)`;
+      markers.append(
+        s(
+          "a",
+          { href: siteUrl(site.id), class: "marker", "data-site-id": site.id, "aria-label": name },
+          s("title", { text: name }),
+          s("circle", { cx, cy, r }),
+          s("text", { x: cx, y: cy + 4, class: "marker-id", "aria-hidden": "true", text: String(site.id) }),
+          s("text", { x: cx + r + 4, y: cy + 4, class: "marker-label", "aria-hidden": "true", text: site.city })
+        )
+      );
+    }
+    svg.append(markers);
+    container.replaceChildren(svg);
+    if (located.length < sites.length) {
+      container.append(h("p", { class: "hint", text: `${sites.length - located.length} site(s) without coordinates.` }));
+    }
+  }
+
+  function sitesOf(data) {
+    if (Array.isArray(data)) return data;
+    if (data && typeof data === "object") {
+      for (const key of ["sites", "items", "data", "results"]) if (Array.isArray(data[key])) return data[key];
+    }
+    return [];
+  }
+
+  // -- leaderboard tables ----------------------------------------------------------------------------
+  function boardTable(type, entries, currentId) {
+    if (!entries.length) return h("p", { class: "empty", text: "No sites on this leaderboard yet." });
+    const rows = entries.map((entry) => {
+      const site = entry.site || {};
+      const current = currentId !== undefined && String(site.id) === String(currentId);
+      return h(
+        "tr",
+        { "data-site-id": site.id, "data-score": entry.score, "data-rank": entry.rank, class: current ? "current" : null,
+          "aria-current": current ? "true" : null },
+        h("td", { class: "num", text: `#${entry.rank}` }),
+        h("td", {}, h("a", { href: siteUrl(site.id), text: `Site ${site.id}` }), h("span", { class: "sub", text: siteName(site) })),
+        h("td", { class: "num", text: BOARDS[type].format(entry.score) })
+      );
+    });
+    return h(
+      "table",
+      { class: "board", "data-board": type },
+      h("caption", { class: "visually-hidden", text: `${BOARDS[type].label} leaderboard` }),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "Rank" }), h("th", { scope: "col", text: "Site" }),
+        h("th", { scope: "col", class: "num", text: BOARDS[type].label }))),
+      h("tbody", {}, ...rows)
+    );
+  }
+
+  // -- fleet page ------------------------------------------------------------------------------------
+  function fleetPage() {
+    const summary = document.getElementById("summary");
+    const map = document.getElementById("map");
+    const panel = document.getElementById("board-panel");
+    let board = "capacity";
+    let mapKey = "";
+
+    const formats = {
+      total_sites: (v) => fmt(v),
+      active_sites_24h: (v) => fmt(v),
+      total_capacity_kw: (v) => fmt(v, 1) + " kW",
+      total_generation_24h_wh: (v) => fmtEnergy(v),
+      overall_efficiency_percent: (v) => fmt(v, 1) + " %",
+    };
+
+    async function refreshBoard() {
+      const type = board;
+      const data = await api(`/analytics/leaderboards/${type}`);
+      if (type !== board) return; // the user switched tabs meanwhile
+      panel.replaceChildren(boardTable(type, data.entries || []));
+      panel.dataset.board = type;
+    }
+
+    async function refresh() {
+      const [sum, sites] = await Promise.all([api("/analytics/summary"), api("/sites")]);
+      const values = (sum && sum.summary) || sum || {};
+      for (const tile of summary.querySelectorAll(".tile")) {
+        const key = tile.dataset.key;
+        const value = values[key] === undefined && key === "total_sites" ? 0 : values[key];
+        tile.querySelector(".value").textContent = formats[key](value);
+        tile.dataset.value = value === undefined ? "" : value;
+      }
+      const list = sitesOf(sites);
+      const key = JSON.stringify(list.map((x) => [x.id, x.capacity, x.coordinate, x.city]));
+      if (key !== mapKey) {
+        mapKey = key;
+        if (list.length) drawMap(map, list);
+        else map.replaceChildren(h("p", { class: "empty", text: "No sites yet." }));
+      }
+      await refreshBoard();
+    }
+
+    const poke = poll(refresh);
+    setupTabs(document.querySelector(".tabs"), (type) => {
+      board = type;
+      panel.classList.add("loading");
+      refreshBoard()
+        .then(() => panel.classList.remove("loading"))
+        .catch((err) => (isOutage(err) ? apiDown(err) : console.warn(err)));
+    });
+    void poke;
+  }
+
+  // -- charts ----------------------------------------------------------------------------------------
+  function niceTicks(min, max, count) {
+    if (min === max) {
+      min -= 1;
+      max += 1;
+    }
+    const raw = (max - min) / count;
+    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((st) => st >= raw) || 10 * mag;
+    const lo = Math.floor(min / step) * step;
+    const hi = Math.ceil(max / step) * step;
+    const ticks = [];
+    for (let v = lo; v <= hi + step / 2; v += step) ticks.push(Math.round(v / step) * step);
+    return { lo, hi, ticks };
+  }
+
+  function drawChart(figure, series, start, end, unit) {
+    const plot = figure.querySelector(".plot");
+    const width = Math.max(280, Math.round(plot.clientWidth || 600));
+    const height = 200;
+    const m = { left: 52, right: 12, top: 10, bottom: 26 };
+    const values = series.map((p) => p.value);
+    const { lo, hi, ticks } = niceTicks(Math.min(0, ...values), Math.max(0, ...values), 4);
+    const x = (t) => m.left + ((t - start) / (end - start)) * (width - m.left - m.right);
+    const y = (v) => m.top + ((hi - v) / (hi - lo || 1)) * (height - m.top - m.bottom);
+    const label = figure.querySelector("figcaption").textContent;
+    const svg = s("svg", {
+      viewBox: `0 0 ${width} ${height}`, width, height, class: "chart-svg", role: "img",
+      "aria-label": `${label}: ${series.length} points`,
+    });
+    const axes = s("g", { class: "axes", "aria-hidden": "true" });
+    for (const v of ticks) {
+      axes.append(s("line", { x1: m.left, x2: width - m.right, y1: y(v), y2: y(v), class: v === 0 ? "zero" : null }));
+      axes.append(s("text", { x: m.left - 6, y: y(v) + 4, class: "ylabel", text: fmt(v, Math.abs(hi - lo) < 10 ? 1 : 0) }));
+    }
+    const span = end - start;
+    const stepMs = span > 2 * 24 * HOUR ? 24 * HOUR : 6 * HOUR;
+    const offset = new Date().getTimezoneOffset() * 60000; // ticks on local midnights/hours
+    for (let t = Math.ceil((start - offset) / stepMs) * stepMs + offset; t < end; t += stepMs) {
+      const d = new Date(t);
+      const text = stepMs >= 24 * HOUR
+        ? d.toLocaleDateString(undefined, { weekday: "short", day: "numeric" })
+        : d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+      axes.append(s("line", { x1: x(t), x2: x(t), y1: m.top, y2: height - m.bottom, class: "v" }));
+      axes.append(s("text", { x: x(t), y: height - 8, class: "xlabel", text }));
+    }
+    svg.append(axes);
+    if (!series.length) {
+      svg.append(s("text", { x: width / 2, y: height / 2, class: "nodata", text: "No readings in this range" }));
+    } else {
+      const d = series.map((p, i) => `${i ? "L" : "M"}${x(p.t).toFixed(1)},${y(p.value).toFixed(1)}`).join("");
+      svg.append(s("path", { d, class: "line" }));
+      const points = s("g", { class: "points" });
+      const r = series.length > 100 ? 1.8 : 3;
+      for (const p of series) {
+        points.append(
+          s("circle", { cx: x(p.t).toFixed(1), cy: y(p.value).toFixed(1), r, class: "point",
+            "data-timestamp": p.timestamp, "data-value": p.value },
+          s("title", { text: `${fmtTime(p.timestamp)}: ${fmt(p.value, 2)} ${unit}` }))
+        );
+      }
+      svg.append(points);
+    }
+    plot.replaceChildren(svg);
+  }
+
+  // -- site page -------------------------------------------------------------------------------------
+  function sitePage() {
+    const id = body.dataset.siteId;
+    const title = document.getElementById("site-title");
+    const details = document.getElementById("details");
+    const latest = document.getElementById("latest");
+    const form = document.getElementById("chart-controls");
+    const range = document.getElementById("range");
+    const aggregation = document.getElementById("aggregation");
+    const bucket = document.getElementById("bucket");
+    const figures = Array.from(document.querySelectorAll(".chart"));
+    const rankPanel = document.getElementById("rank-panel");
+    let board = "capacity";
+    let missing = false;
+
+    function showDetails(site) {
+      title.textContent = `Site ${site.id} · ${site.city}, ${site.state}`;
+      document.title = `Site ${site.id} · RediSolar`;
+      const rows = [
+        ["Capacity", fmt(site.capacity, 1) + " kW"],
+        ["Panels", fmt(site.panels)],
+        ["Address", site.address],
+        ["City", `${site.city}, ${site.state} ${site.postal_code}`],
+        ["Coordinates", site.coordinate ? `${fmt(site.coordinate.lat, 4)}, ${fmt(site.coordinate.lng, 4)}` : "–"],
+      ];
+      details.replaceChildren(...rows.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]));
+    }
+
+    function showLatest(readings) {
+      for (const tile of latest.querySelectorAll(".tile")) {
+        const r = readings[tile.dataset.metric];
+        const unit = tile.dataset.metric === "temp_c" ? " °C" : " Wh";
+        tile.querySelector(".value").textContent = r ? fmt(r.value, tile.dataset.metric === "temp_c" ? 1 : 0) + unit : "–";
+        tile.querySelector(".when").textContent = r ? fmtTime(r.timestamp) : "no reading";
+        tile.dataset.value = r ? r.value : "";
+        tile.dataset.timestamp = r ? r.timestamp : "";
+      }
+    }
+
+    async function refreshCharts() {
+      const end = Date.now();
+      const start = end - RANGES[range.value];
+      const agg = aggregation.value;
+      const params = new URLSearchParams({ start: new Date(start).toISOString(), end: new Date(end).toISOString(), aggregation: agg });
+      if (agg !== "raw") params.set("bucket_size", bucket.value);
+      const results = await Promise.all(
+        figures.map((f) => api(`/analytics/readings/${id}/${f.dataset.metric}?${params}`))
+      );
+      figures.forEach((figure, i) => {
+        const data = results[i].data || [];
+        const series = data
+          .map((p) => ({ timestamp: p.timestamp, value: Number(p.value), t: new Date(p.timestamp).getTime() }))
+          .filter((p) => Number.isFinite(p.t) && Number.isFinite(p.value));
+        figure.dataset.query = params.toString();
+        figure.dataset.count = String(series.length);
+        drawChart(figure, series, start, end, figure.dataset.unit);
+      });
+    }
+
+    async function refreshRank() {
+      const type = board;
+      let content;
+      try {
+        const data = await api(`/analytics/leaderboards/${type}/site/${id}?context=2`);
+        content = [
+          h("p", { class: "rank-line" }, h("strong", { text: `#${data.rank}` }),
+            ` on the ${BOARDS[type].label.toLowerCase()} leaderboard · ${BOARDS[type].format(data.score)}`),
+          boardTable(type, data.surrounding_sites || [], id),
+        ];
+      } catch (err) {
+        if (isOutage(err) || err.status !== 404) throw err;
+        content = [h("p", { class: "empty", text: `Not on the ${BOARDS[type].label.toLowerCase()} leaderboard yet.` })];
+      }
+      if (type !== board) return;
+      rankPanel.dataset.board = type;
+      rankPanel.replaceChildren(...content);
+    }
+
+    async function refresh() {
+      if (missing) return;
+      let site;
+      try {
+        site = await api(`/sites/${id}`);
+      } catch (err) {
+        if (err.status === 404) {
+          missing = true;
+          title.textContent = `Site ${id} not found`;
+          document.querySelector("main").replaceChildren(
+            title, h("p", {}, "There is no such site. ", h("a", { href: "/dashboard", text: "Back to the fleet" }))
+          );
+          return;
+        }
+        throw err;
+      }
+      showDetails(site.site || site);
+      const [latestData] = await Promise.all([api(`/analytics/readings/${id}/latest`), refreshCharts(), refreshRank()]);
+      showLatest(latestData.latest_readings || {});
+    }
+
+    const poke = poll(refresh);
+    form.addEventListener("change", () => {
+      bucket.disabled = aggregation.value === "raw";
+      poke();
+    });
+    form.addEventListener("submit", (event) => event.preventDefault());
+    setupTabs(document.querySelector(".tabs"), (type) => {
+      board = type;
+      refreshRank().catch((err) => (isOutage(err) ? apiDown(err) : console.warn(err)));
+    });
+    let resizeTimer = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(poke, 250);
+    });
+  }
+
+  if (body.dataset.page === "fleet") fleetPage();
+  else if (body.dataset.page === "site") sitePage();
+})();
