@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+from gunicorn.app.base import BaseApplication
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import flask
-import flask_smorest  # type: ignore[import-untyped]
+import flask_smorest
 from marshmallow import Schema
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser, abort

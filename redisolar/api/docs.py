@@ -12,9 +12,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import flask
-import flask_smorest  # type: ignore[import-untyped]
-from flask_smorest.utils import prepare_response  # type: ignore[import-untyped]
-from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+import flask_smorest
+from flask_smorest.utils import prepare_response
+from swagger_ui_bundle import swagger_ui_path
 
 from redisolar.api.common import REDIS_UNAVAILABLE_RESPONSE, SiteIdConverter
 from redisolar.api.errors import ErrorSchema, register_error_handlers
