@@ -13,6 +13,7 @@ from flask import current_app
 from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 from redisolar.api.errors import PayloadTooLarge
+from redisolar.api.fast_readings import fast_load
 from redisolar.dao.key_manager import LEADERBOARD_TYPES
 from redisolar.dao.site_dao_redis import GEO_MAX_LAT
 from redisolar.dao.timeseries.base import AGGREGATIONS
@@ -164,7 +165,19 @@ class ReadingInSchema(MeterReadingSchema):
 
 
 class ReadingBatchItemSchema(ReadingInSchema):
-    """One reading of a batch: the body is an array of 1 to ``MAX_BATCH_READINGS`` of them."""
+    """One reading of a batch: the body is an array of 1 to ``MAX_BATCH_READINGS`` of them.
+
+    A whole batch is first tried on a compiled fast path (:mod:`redisolar.api.fast_readings`) that
+    accepts a subset of what this schema accepts; the rest, errors included, is this schema's.
+    """
+
+    def load(self, data: Any, *, many: bool | None = None, **kwargs: Any) -> Any:
+        batch = (self.many if many is None else many) and isinstance(data, list) and not kwargs
+        if batch and 0 < len(data) <= current_app.config["MAX_BATCH_READINGS"]:
+            loaded = fast_load(data)
+            if loaded is not None:
+                return loaded
+        return super().load(data, many=many, **kwargs)
 
     @pre_load(pass_collection=True)
     def check_batch_size(self, data: Any, many: bool, **kwargs: Any) -> Any:

@@ -1,0 +1,68 @@
+"""A fast path for validating batches of readings, behind the marshmallow contract.
+
+``ReadingBatchItemSchema`` (marshmallow) is the documented contract of a batch and produces its error
+messages. Validating 1,000 readings with it costs most of a batch request, so a batch is first checked
+by msgspec (compiled validation, about fifty times faster) against rules that accept a subset of what
+the schema accepts: only strict JSON types, RFC 3339 timestamps, finite non-negative energy,
+temperatures from absolute zero, timestamps from 1970 up to the clock-skew allowance, no unknown
+fields. Anything the fast path does not accept goes through the schema, which either accepts it too
+or says precisely what is wrong, so the fast path changes speed, never answers.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from redisolar.models.site import ABSOLUTE_ZERO_C, MAX_SITE_ID, MeterReading
+from redisolar.timeutil import UTC, utcnow
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _Reading(msgspec.Struct, forbid_unknown_fields=True):
+    timestamp: datetime
+    wh_generated: Annotated[float, msgspec.Meta(ge=0)]
+    wh_used: Annotated[float, msgspec.Meta(ge=0)]
+    temp_c: Annotated[float, msgspec.Meta(ge=ABSOLUTE_ZERO_C)]
+    site_id: Annotated[int, msgspec.Meta(ge=1, le=MAX_SITE_ID)] | None = None
+
+
+_FIELDS = ("timestamp", "wh_generated", "wh_used", "temp_c", "site_id")
+
+
+def fast_load(items: Any) -> list[dict[str, Any]] | None:
+    """``items`` loaded as the schema would load them (dicts with aware UTC timestamps), or None when
+    the fast rules do not accept them (then the schema must decide)."""
+    try:
+        readings = msgspec.convert(items, list[_Reading])
+    except msgspec.ValidationError:
+        return None
+    latest = utcnow() + MeterReading.max_clock_skew
+    loaded = []
+    for r in readings:
+        if not (math.isfinite(r.wh_generated) and math.isfinite(r.wh_used) and math.isfinite(r.temp_c)):
+            return None
+        timestamp = r.timestamp
+        if timestamp.tzinfo is None:
+            timestamp = timestamp.replace(tzinfo=UTC)
+        elif timestamp.tzinfo is not UTC:
+            try:
+                timestamp = timestamp.astimezone(UTC)
+            except OverflowError:
+                return None
+        if not EPOCH <= timestamp <= latest:
+            return None
+        loaded.append(
+            {
+                "timestamp": timestamp,
+                "wh_generated": r.wh_generated,
+                "wh_used": r.wh_used,
+                "temp_c": r.temp_c,
+                "site_id": r.site_id,
+            }
+        )
+    return loaded
