@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help env dev run serve demo test test-fast lint load clean bench test-api
+.PHONY: help env dev run demo test lint load clean bench test-api
 
 include mk/redis.mk
 include mk/web.mk
@@ -26,7 +26,7 @@ env: $(STAMP)  ## Create .venv and install RediSolar with its development depend
 run: env redis-stack  ## Start everything from nothing: embedded Redis, sample data, API on :8081
 	$(BIN)/redisolar demo
 
-demo: run
+demo: run  ## Same as make run
 
 dev: env  ## Run the API against the Redis configured in REDISOLAR_REDIS_URL (default localhost:6379)
 	$(BIN)/redisolar serve --port 8081

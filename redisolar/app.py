@@ -33,13 +33,15 @@ ENV_INSTANCE_PATH = "REDISOLAR_INSTANCE_PATH"
 """Environment variable naming the folder of the ``<config_name>.cfg`` files (default ``instance/``)."""
 
 
-def create_app(config_name: str = "dev", test_config: Mapping[str, Any] | None = None) -> Flask:
+def create_app(config_name: str | None = None, test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the application.
 
-    Configuration, each layer overriding the previous: built-in defaults, ``instance/<config_name>.cfg``
+    ``config_name`` defaults to ``$REDISOLAR_CONFIG``, else ``dev``. Configuration, each layer
+    overriding the previous: built-in defaults, ``instance/<config_name>.cfg``
     (optional), ``REDISOLAR_*`` environment variables, ``test_config``. Raises
     :class:`~redisolar.settings.ConfigError` (a ValueError) naming a bad setting.
     """
+    config_name = config_name or os.environ.get("REDISOLAR_CONFIG") or "dev"
     app = Flask("redisolar", instance_relative_config=True, instance_path=_instance_path())
     load_config(app.config, config_name, test_config)
     configure_clock_skew(timedelta(seconds=app.config["CLOCK_SKEW_SECONDS"]))

@@ -38,11 +38,7 @@ bp = Blueprint(
 
 
 def _page(template: str, **context: object) -> Response:
-    refresh = current_app.config.get("DASHBOARD_REFRESH_MS", DEFAULT_REFRESH_MS)
-    try:
-        refresh_ms = max(MIN_REFRESH_MS, int(refresh))
-    except (TypeError, ValueError):
-        refresh_ms = DEFAULT_REFRESH_MS
+    refresh_ms = max(MIN_REFRESH_MS, int(current_app.config.get("DASHBOARD_REFRESH_MS", DEFAULT_REFRESH_MS)))
     api_base = str(current_app.config.get("DASHBOARD_API_BASE", "/api")).rstrip("/")
     html = render_template(template, refresh_ms=refresh_ms, api_base=api_base, **context)
     response = Response(html, mimetype="text/html")
