@@ -26,7 +26,7 @@ from redisolar.errors import BackendUnavailable, InvalidInput, InvalidQuery, Sit
 from redisolar.models.site import Coordinate, Site
 
 KEYS = KeyManager()
-SCRIPTS = ("sites_upsert", "sites_delete", "sites_find_all", "sites_total_capacity")
+SCRIPTS = ("sites_upsert", "sites_delete", "sites_find_all", "zset_sum")
 STACK = [pytest.param("redistimeseries", marks=pytest.mark.redistimeseries)]
 CORE = [pytest.param("core", marks=pytest.mark.core)]
 
@@ -76,7 +76,10 @@ def assert_indexes(client: redis.Redis, sites: list[Site]) -> None:
     expected |= set(groups)
     located = {s.id: s.coordinate for s in sites if s.coordinate is not None}
     if sites:
-        expected |= {KEYS.site_ids_key(), KEYS.capacity_leaderboard_key()}
+        board = KEYS.capacity_leaderboard_key()
+        expected |= {KEYS.site_ids_key(), board, KEYS.board_sum_key(board)}
+        total = math.fsum(s.capacity for s in sites)
+        assert float(client.get(KEYS.board_sum_key(board))) == pytest.approx(total)
     if located:
         expected.add(KEYS.site_geo_key())
     assert {text(k) for k in client.scan_iter(count=1000)} == expected

@@ -426,3 +426,63 @@ def test_fleet_hourly_totals_stay_exact_under_retries_overwrites_and_deletion(da
     fleet = dao.get_fleet_generation(now, 24)
     assert fleet.active_sites == 2
     assert fleet.wh_generated == pytest.approx(expected(site_three_gone, fleet.period_start), rel=1e-12)
+
+
+# -- leaderboard statistics without reading every member -----------------------------------------------
+def test_board_statistics_follow_every_kind_of_write(client: redis.Redis, dao: TimeSeriesDao) -> None:
+    sites = SiteDaoRedis(client)
+    lb = LeaderboardDao(client, sites)
+    capacities = {i: 1.0 + i * 0.7 for i in range(1, 13)}
+    sites.insert_many(
+        *(
+            Site(
+                id=i,
+                capacity=kw,
+                panels=5,
+                address=f"{i} Elm St",
+                city="Boise",
+                state="ID",
+                postal_code="83701",
+            )
+            for i, kw in capacities.items()
+        )
+    )
+    sites.update(
+        Site(id=3, capacity=40.0, panels=5, address="3 Elm St", city="Boise", state="ID", postal_code="83701")
+    )
+    capacities[3] = 40.0
+    sites.delete(5)
+    del capacities[5]
+    lb.update_capacity_leaderboard(7, 0.5)
+    capacities[7] = 0.5
+    day = datetime(2024, 3, 1, tzinfo=UTC)
+    dao.add_readings_batch([reading(s, day + h * HOUR, float(s * h)) for s in capacities for h in range(6)])
+    dao.add_readings_batch([reading(2, day + 2 * HOUR, 500.0)])
+    lb.remove_site_from_leaderboards(4)
+    del capacities[4]
+    totals = {s: sum(float(s * h) for h in range(6)) for s in capacities}
+    totals[2] += 500.0 - 4.0
+
+    def check(kind: str, scores: dict[int, float], on: date | None = None) -> None:
+        stats = lb.get_leaderboard_stats(kind, on)
+        assert stats["total_sites"] == len(scores)
+        assert stats["highest_score"] == max(scores.values())
+        assert stats["lowest_score"] == min(scores.values())
+        assert stats["average_score"] == pytest.approx(math.fsum(scores.values()) / len(scores), rel=1e-12)
+
+    check("capacity", capacities)
+    check("generation", totals, day.date())
+    check(
+        "efficiency",
+        {
+            s: 100 * t / (capacities_kw * 24_000)
+            for s, t in totals.items()
+            for capacities_kw in [40.0 if s == 3 else 1.0 + s * 0.7]
+        },
+        day.date(),
+    )
+    assert sites.get_total_capacity() == pytest.approx(math.fsum(capacities.values()), rel=1e-12)
+    # a running sum that is missing (data from before sums existed) is recomputed when needed
+    client.delete(KeyManager().board_sum_key(KeyManager().capacity_leaderboard_key()))
+    check("capacity", capacities)
+    assert sites.get_total_capacity() == pytest.approx(math.fsum(capacities.values()), rel=1e-12)

@@ -81,9 +81,13 @@ class DailyBoards:
 
     def _call(self, day_number: int, args: list[str | int]) -> ScriptCall:
         day = day_of(day_number)
+        generation = self.keys.daily_leaderboard_key("generation", day)
+        efficiency = self.keys.daily_leaderboard_key("efficiency", day)
         keys = (
-            self.keys.daily_leaderboard_key("generation", day),
-            self.keys.daily_leaderboard_key("efficiency", day),
+            generation,
+            efficiency,
             self.keys.daily_versions_key(day),
+            self.keys.board_sum_key(generation),
+            self.keys.board_sum_key(efficiency),
         )
         return ScriptCall(script("lb_set"), keys, (self.expire_at(day_number), *args))

@@ -87,6 +87,12 @@ class KeyManager:
         return f"{self.key_prefix}capacity_leaderboard"
 
     @staticmethod
+    def board_sum_key(board_key: str) -> str:
+        """String ``<board>:sum``: the running sum of a leaderboard's scores (for its average without
+        reading every member); missing on a non-empty board means "not known yet"."""
+        return f"{board_key}:sum"
+
+    @staticmethod
     def day_tag(day: date) -> str:
         """The hash tag of one UTC day's leaderboards: ``{lb:YYYY-MM-DD}``."""
         return f"{{lb:{day.isoformat()}}}"

@@ -10,11 +10,14 @@ reads the ranks and the sites' fields together; standalone servers).
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 
+from redisolar.dao.board_sums import board_stats, resum
 from redisolar.dao.daily_boards import day_number_of, day_of
 from redisolar.dao.key_manager import LEADERBOARD_TYPES, KeyManager, key_manager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
@@ -56,7 +59,15 @@ class LeaderboardDao:
     # -- writes (scores set directly; ingest keeps the daily boards current by itself) --------------
     def update_capacity_leaderboard(self, site_id: int, capacity: float) -> None:
         """Set a site's capacity score (kW)."""
-        self.redis.zadd(self.keys.capacity_leaderboard_key(), {self.keys.member(site_id): float(capacity)})
+        self._set_scores(self.keys.capacity_leaderboard_key(), {self.keys.member(site_id): float(capacity)})
+
+    def _set_scores(self, key: str, scores: dict[str, float | None]) -> None:
+        """Set (or with None remove) members' scores, keeping the board's running sum."""
+        run_scripts(self.redis, [self._scores_call(key, scores)])
+
+    def _scores_call(self, key: str, scores: dict[str, float | None]) -> ScriptCall:
+        args = [x for member, score in scores.items() for x in (member, "" if score is None else repr(score))]
+        return ScriptCall(script("zset_set"), (key, self.keys.board_sum_key(key)), tuple(args))
 
     def update_generation_leaderboard(
         self, site_id: int, total_generation: float, day: date | None = None
@@ -72,10 +83,10 @@ class LeaderboardDao:
 
     def _set_daily(self, kind: str, site_id: int, score: float, day: date | None) -> None:
         day = day or utcnow().date()
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(self.keys.daily_leaderboard_key(kind, day), {self.keys.member(site_id): float(score)})
-        pipe.zadd(self.keys.leaderboard_days_key(), {str(day_number_of(day)): day_number_of(day)})
-        pipe.execute()
+        self._set_scores(
+            self.keys.daily_leaderboard_key(kind, day), {self.keys.member(site_id): float(score)}
+        )
+        self.redis.zadd(self.keys.leaderboard_days_key(), {str(day_number_of(day)): day_number_of(day)})
 
     # -- reads -------------------------------------------------------------------------------------
     def get_capacity_leaders(self, limit: int = 10, offset: int = 0) -> list[LeaderboardEntry]:
@@ -136,18 +147,16 @@ class LeaderboardDao:
         return float(score) if score is not None else None
 
     def get_leaderboard_stats(self, leaderboard_type: str, day: date | None = None) -> dict[str, Any]:
-        """Count, highest, lowest and average score, computed on the server (one round trip)."""
-        key = self.leaderboard_key(leaderboard_type, day)
-        reply = run_scripts(self.redis, [ScriptCall(script("lb_stats"), (key,), ())])[0]
-        count = int(reply[0])
-        if count == 0:
+        """Count, highest, lowest and average score: one round trip whatever the board's size (the
+        average comes from the board's running sum)."""
+        stats = board_stats(self.redis, self.leaderboard_key(leaderboard_type, day))
+        if stats.count == 0:
             return {"total_sites": 0, "highest_score": 0, "lowest_score": 0, "average_score": 0}
-        highest, lowest, total = (float(v) for v in reply[1:4])
         return {
-            "total_sites": count,
-            "highest_score": highest,
-            "lowest_score": lowest,
-            "average_score": total / count,
+            "total_sites": stats.count,
+            "highest_score": stats.highest,
+            "lowest_score": stats.lowest,
+            "average_score": stats.total / stats.count,
         }
 
     def get_sites_around_rank(
@@ -172,24 +181,36 @@ class LeaderboardDao:
         """Remove a site from the capacity board and from every day's generation/efficiency boards."""
         member = self.keys.member(check_site_id(site_id))
         days = self.daily_board_days()
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zrem(self.keys.capacity_leaderboard_key(), member)
-        for day in days:
-            pipe.zrem(self.keys.daily_leaderboard_key("generation", day), member)
-            pipe.zrem(self.keys.daily_leaderboard_key("efficiency", day), member)
-            pipe.hdel(self.keys.daily_versions_key(day), member)
-        pipe.execute()
+        boards = [self.keys.capacity_leaderboard_key()] + [
+            self.keys.daily_leaderboard_key(kind, day)
+            for day in days
+            for kind in ("generation", "efficiency")
+        ]
+
+        def forget_versions(pipe: Pipeline) -> None:
+            for day in days:
+                pipe.hdel(self.keys.daily_versions_key(day), member)
+
+        run_scripts(
+            self.redis, [self._scores_call(board, {member: None}) for board in boards], forget_versions
+        )
 
     def rebuild_capacity_leaderboard(self) -> int:
         """Rebuild the capacity board from the sites (one atomic replace). Returns the site count."""
         sites = self.site_dao.find_all()
         key = self.keys.capacity_leaderboard_key()
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(key)
+        pipe.delete(key, self.keys.board_sum_key(key))
         if sites:
             pipe.zadd(key, {self.keys.member(site.id): site.capacity for site in sites})
+            pipe.set(self.keys.board_sum_key(key), repr(math.fsum(site.capacity for site in sites)))
         pipe.execute()
         return len(sites)
+
+    def resum_daily_boards(self, day: date) -> None:
+        """Recompute a day's boards' running sums exactly (they accumulate rounding as they change)."""
+        for kind in ("generation", "efficiency"):
+            resum(self.redis, self.keys.daily_leaderboard_key(kind, day))
 
     def prune_daily_boards(self, keep_days: int) -> int:
         """Forget day boards older than ``keep_days`` days before today (their keys expire by

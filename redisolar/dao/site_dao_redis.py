@@ -54,6 +54,7 @@ import redis
 from redis.client import Pipeline
 from redis.exceptions import ResponseError, WatchError
 
+from redisolar.dao.board_sums import board_sum
 from redisolar.dao.key_manager import KeyManager, key_manager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
 from redisolar.errors import (
@@ -375,6 +376,7 @@ class SiteDaoRedis:
             self.keys.capacity_leaderboard_key(),
             *new_keys,
             *old_keys,
+            self.keys.board_sum_key(self.keys.capacity_leaderboard_key()),
         )
         args = (
             mode,
@@ -397,6 +399,7 @@ class SiteDaoRedis:
             self.keys.site_geo_key(),
             self.keys.capacity_leaderboard_key(),
             *old_keys,
+            self.keys.board_sum_key(self.keys.capacity_leaderboard_key()),
         )
         args = (*_belief(stored), str(site_id), self.keys.member(site_id))
         return ScriptCall(script("sites_delete"), keys, args)
@@ -454,9 +457,8 @@ class SiteDaoRedis:
         return int(self.redis.zcard(self.keys.site_ids_key()))
 
     def get_total_capacity(self) -> float:
-        """The sum of all sites' capacities in kW, computed on the server (``sites_total_capacity.lua``)."""
-        call = ScriptCall(script("sites_total_capacity"), (self.keys.capacity_leaderboard_key(),), ())
-        return float(_text(run_scripts(self.redis, [call])[0]))
+        """The sum of all sites' capacities in kW: the capacity board's running sum (one round trip)."""
+        return board_sum(self.redis, self.keys.capacity_leaderboard_key())
 
     # -- search --------------------------------------------------------------------------------
     def search(

@@ -80,6 +80,7 @@ class LeaderboardUpdater:
     def _update_all(self, day: date) -> UpdateReport:
         capacity = self.update_capacity_leaderboard()
         changed = self.update_generation_leaderboard(day)
+        self.leaderboard_dao.resum_daily_boards(day)
         retention_days = self.timeseries_dao.default_retention // MS_PER_DAY
         if retention_days:
             self.leaderboard_dao.prune_daily_boards(retention_days + 1)

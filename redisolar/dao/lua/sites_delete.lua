@@ -5,6 +5,7 @@
 --
 -- KEYS[1]    site hash                 KEYS[2] sites:ids       KEYS[3] sites:geo
 -- KEYS[4]    capacity leaderboard      KEYS[5..7] state, city, postal code sets of the believed values
+-- KEYS[8]    running sum of the capacity leaderboard (see zset_set.lua: kept only while known)
 -- ARGV[1]    "1" if the caller believes the site exists, "0" if not
 -- ARGV[2..4] state, city, postal code the caller believes are stored ("" when it believes none)
 -- ARGV[5]    site id                   ARGV[6] leaderboard member ("site:ID")
@@ -31,5 +32,14 @@ end
 -- Entries without a hash are left-overs: remove them either way.
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
-redis.call('ZREM', KEYS[4], ARGV[6])
+local sum_known = redis.call('EXISTS', KEYS[8]) == 1
+local before = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[6]))
+if before then
+  redis.call('ZREM', KEYS[4], ARGV[6])
+  if redis.call('ZCARD', KEYS[4]) == 0 then
+    redis.call('DEL', KEYS[8])
+  elseif sum_known then
+    redis.call('INCRBYFLOAT', KEYS[8], string.format('%.17g', -before))
+  end
+end
 return {'OK', exists and '1' or '0'}

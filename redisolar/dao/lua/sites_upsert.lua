@@ -9,6 +9,7 @@
 -- KEYS[3]     sites:geo (geo set)            KEYS[4]  capacity leaderboard (sorted set)
 -- KEYS[5..7]  state, city, postal code sets of the new values
 -- KEYS[8..10] state, city, postal code sets of the values the caller believes are stored
+-- KEYS[11]    running sum of the capacity leaderboard (see zset_set.lua: kept only while known)
 -- ARGV[1]     mode: "upsert", "create" (only if absent) or "update" (only if present)
 -- ARGV[2]     "1": a failed guard is an error (pipelined calls cannot retry); "0": return STALE
 -- ARGV[3]     "1" if the caller believes the site exists, "0" if not
@@ -57,5 +58,10 @@ for i = 5, 7 do
 end
 redis.call('HSET', site, unpack(ARGV, 12))
 redis.call('ZADD', KEYS[2], id, id)
+local sum_known = redis.call('EXISTS', KEYS[11]) == 1 or redis.call('ZCARD', KEYS[4]) == 0
+local before = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[8])) or 0
 redis.call('ZADD', KEYS[4], ARGV[9], ARGV[8])
+if sum_known then
+  redis.call('INCRBYFLOAT', KEYS[11], string.format('%.17g', tonumber(ARGV[9]) - before))
+end
 return {'OK', exists and '1' or '0'}
