@@ -3,16 +3,17 @@ the same way (so it changes the speed of a batch, never its answer)."""
 
 from __future__ import annotations
 
-from datetime import timedelta, timezone
+import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from redisolar.api.fast_readings import fast_load
+from redisolar.api.fast_readings import fast_load, fast_records
 from redisolar.api.schemas import ReadingInSchema
-from redisolar.timeutil import UTC, as_utc, utcnow
+from redisolar.timeutil import UTC, as_utc, to_ms, utcnow
 
 SCHEMA = ReadingInSchema(many=True)
 
@@ -91,3 +92,36 @@ def test_fast_path_takes_ordinary_batches() -> None:
     assert loaded == [{**item, "timestamp": as_utc(item["timestamp"])} for item in slow]
     assert fast_load([{**batch[0], "wh_generated": -1}]) is None
     assert fast_load([{**batch[0], "temp_c": float("inf")}]) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(items, min_size=1, max_size=4))
+def test_records_from_a_body_agree_with_the_schema(data: list[dict[str, Any]]) -> None:
+    body = json.dumps(data).encode()
+    records = fast_records(body, 1, 10)
+    if records is not None:
+        slow = schema_load(json.loads(body))
+        assert slow is not None, data
+        assert all(item["site_id"] in (None, 1) for item in slow)
+        expected = {
+            to_ms(item["timestamp"]): (
+                to_ms(item["timestamp"]),
+                item["wh_generated"],
+                item["wh_used"],
+                item["temp_c"],
+            )
+            for item in slow
+        }
+        assert records == [expected[ts] for ts in sorted(expected)]
+
+
+def test_records_refuse_what_they_cannot_vouch_for() -> None:
+    good = {"timestamp": "2024-01-20T12:00:00Z", "wh_generated": 1.0, "wh_used": 2.0, "temp_c": 3.0}
+    assert fast_records(json.dumps([good]).encode(), 1, 10) == [
+        (to_ms(datetime(2024, 1, 20, 12, tzinfo=UTC)), 1.0, 2.0, 3.0)
+    ]
+    assert fast_records(json.dumps([{**good, "site_id": 2}]).encode(), 1, 10) is None  # another site
+    assert fast_records(json.dumps([good] * 11).encode(), 1, 10) is None  # too many: the schema says 413
+    assert fast_records(b"[]", 1, 10) is None
+    assert fast_records(b"{not json", 1, 10) is None
+    assert fast_records(json.dumps([{**good, "temp_c": 1e999}]).encode(), 1, 10) is None

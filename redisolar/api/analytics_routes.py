@@ -20,15 +20,18 @@ Paths, methods, success codes and shapes are the seed's. Decisions where it show
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date
 from typing import Any
 
-from flask import current_app
+from flask import current_app, request
 
 from redisolar.api.common import Blueprint, services, time_range
 from redisolar.api.errors import NoData
+from redisolar.api.fast_readings import fast_records
 from redisolar.api.schemas import (
     DayArgs,
     LatestReadingsSchema,
@@ -124,7 +127,28 @@ def add_meter_reading(data: dict[str, Any], site_id: int) -> dict[str, Any]:
     return {"message": f"Reading added for site {site_id}", "reading": reading}
 
 
+def fast_batch(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Serve a batch whose body passes the compiled fast rules (:mod:`redisolar.api.fast_readings`)
+    straight to storage; anything else goes to ``view``, whose schema validates it and words the
+    errors. Same answers, a fraction of the cost per reading."""
+
+    @functools.wraps(view)
+    def serve(site_id: int) -> Any:
+        if request.mimetype == "application/json":
+            limit = current_app.config["MAX_BATCH_READINGS"]
+            records = fast_records(request.get_data(cache=True), site_id, limit)
+            if records is not None:
+                _require_site(site_id)
+                count = services().timeseries.add_validated_records({site_id: records})
+                body = {"message": f"Added {count} readings for site {site_id}", "count": count}
+                return current_app.json.response(body), 201
+        return view(site_id=site_id)
+
+    return serve
+
+
 @analytics_bp.route("/readings/<site_id:site_id>/batch", methods=["POST"])
+@fast_batch
 @analytics_bp.arguments(
     ReadingBatchItemSchema(many=True), description="An array of 1 to MAX_BATCH_READINGS (10000) readings"
 )

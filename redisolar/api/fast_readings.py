@@ -3,7 +3,8 @@
 ``ReadingBatchItemSchema`` (marshmallow) is the documented contract of a batch and produces its error
 messages. Validating 1,000 readings with it costs most of a batch request, so a batch is first checked
 by msgspec (compiled validation, about fifty times faster) against rules that accept a subset of what
-the schema accepts: only strict JSON types, RFC 3339 timestamps, finite non-negative energy,
+the schema accepts: only strict JSON types, timestamps parsed by the same function as the schema's
+(``datetime.fromisoformat``), finite non-negative energy,
 temperatures from absolute zero, timestamps from 1970 up to the clock-skew allowance, no unknown
 fields. Anything the fast path does not accept goes through the schema, which either accepts it too
 or says precisely what is wrong, so the fast path changes speed, never answers.
@@ -12,26 +13,36 @@ or says precisely what is wrong, so the fast path changes speed, never answers.
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
 
+from redisolar.dao.timeseries.base import Record
 from redisolar.models.site import ABSOLUTE_ZERO_C, MAX_SITE_ID, MeterReading
 from redisolar.timeutil import UTC, utcnow
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 class _Reading(msgspec.Struct, forbid_unknown_fields=True):
-    timestamp: datetime
+    timestamp: str  # parsed with datetime.fromisoformat, as the schema's DateTime field does
     wh_generated: Annotated[float, msgspec.Meta(ge=0)]
     wh_used: Annotated[float, msgspec.Meta(ge=0)]
     temp_c: Annotated[float, msgspec.Meta(ge=ABSOLUTE_ZERO_C)]
     site_id: Annotated[int, msgspec.Meta(ge=1, le=MAX_SITE_ID)] | None = None
 
 
-_FIELDS = ("timestamp", "wh_generated", "wh_used", "temp_c", "site_id")
+_DECODER = msgspec.json.Decoder(list[_Reading])
+
+
+def _parse(text: str) -> datetime | None:
+    """``text`` parsed exactly as marshmallow's ISO ``DateTime`` field parses it, or None."""
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 def fast_load(items: Any) -> list[dict[str, Any]] | None:
@@ -46,7 +57,9 @@ def fast_load(items: Any) -> list[dict[str, Any]] | None:
     for r in readings:
         if not (math.isfinite(r.wh_generated) and math.isfinite(r.wh_used) and math.isfinite(r.temp_c)):
             return None
-        timestamp = r.timestamp
+        timestamp = _parse(r.timestamp)
+        if timestamp is None:
+            return None
         if timestamp.tzinfo is None:
             timestamp = timestamp.replace(tzinfo=UTC)
         elif timestamp.tzinfo is not UTC:
@@ -66,3 +79,34 @@ def fast_load(items: Any) -> list[dict[str, Any]] | None:
             }
         )
     return loaded
+
+
+def fast_records(body: bytes, site_id: int, max_readings: int) -> list[Record] | None:
+    """A batch request's body as the records of ``site_id`` (sorted by time, the last of equal
+    timestamps kept), when the fast rules accept all of it; else None (the schema decides)."""
+    try:
+        readings = _DECODER.decode(body)
+    except msgspec.DecodeError:
+        return None
+    if not 0 < len(readings) <= max_readings:
+        return None
+    latest = utcnow() + MeterReading.max_clock_skew
+    by_ts: dict[int, Record] = {}
+    for r in readings:
+        if r.site_id not in (None, site_id):
+            return None
+        if not (math.isfinite(r.wh_generated) and math.isfinite(r.wh_used) and math.isfinite(r.temp_c)):
+            return None
+        timestamp = _parse(r.timestamp)
+        if timestamp is None:
+            return None
+        if timestamp.tzinfo is None:
+            timestamp = timestamp.replace(tzinfo=UTC)
+        try:
+            if not EPOCH <= timestamp <= latest:
+                return None
+            ts = (timestamp - EPOCH) // _ONE_MS
+        except OverflowError:
+            return None
+        by_ts[ts] = (ts, r.wh_generated, r.wh_used, r.temp_c)
+    return [by_ts[ts] for ts in sorted(by_ts)]

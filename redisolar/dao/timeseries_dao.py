@@ -104,7 +104,13 @@ class TimeSeriesDao:
         :class:`InvalidReading` before writing anything if an item is not a reading or a reading is
         older than its site's retention window.
         """
-        by_site = self._group(readings)
+        return self.add_validated_records(self._group(readings))
+
+    def add_validated_records(self, by_site: dict[int, list[Record]]) -> int:
+        """Store readings already validated as :class:`MeterReading` would validate them, given per
+        site as ``(ms, wh_generated, wh_used, temp_c)`` records sorted by time with unique timestamps
+        (the fast path of the HTTP API). Retention is checked here, all-or-nothing, as for
+        :meth:`add_readings_batch`. Returns the number of readings stored."""
         if not by_site:
             return 0
         self._check_retention(by_site)
