@@ -40,16 +40,6 @@ if not exists then
   end
 end
 
--- How much each touched hour's generation changes: new values in, replaced values out.
-local hour_delta, hours = {}, {}
-local function add_to_hour(ts, amount)
-  local hour = math.floor(ts / HOUR)
-  if hour_delta[hour] == nil then
-    hour_delta[hour] = 0
-    hours[#hours + 1] = hour
-  end
-  hour_delta[hour] = hour_delta[hour] + amount
-end
 local replaced = {}
 if stored_newest and first_ts <= stored_newest then -- some readings may overwrite stored ones
   for _, sample in ipairs(redis.call('TS.RANGE', KEYS[1], string.format('%d', first_ts),
@@ -60,33 +50,48 @@ if stored_newest and first_ts <= stored_newest then -- some readings may overwri
   end
 end
 
-local args = {}
+-- The readings go to TS.MADD in chunks (a Lua call takes at most ~8000 arguments). Counters, not the
+-- # operator, index the tables: this loop is the hot path of ingest.
+local KEY1, KEY2, KEY3, KEY4 = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local args, n = {}, 0
 local function flush()
-  if #args > 0 then
-    local replies = redis.call('TS.MADD', unpack(args))
-    for _, r in ipairs(replies) do
-      if type(r) == 'table' and r.err then return redis.error_reply(r.err) end
+  if n > 0 then
+    for _, r in ipairs(redis.call('TS.MADD', unpack(args, 1, n))) do
+      if type(r) == 'table' and r.err then error(r) end
     end
-    args = {}
+    n = 0
   end
 end
-local days, seen = {}, {}
+-- How much each touched hour's generation changes: new values in, replaced values out.
+local hours, hour_delta, nhours = {}, {}, 0
+local days, ndays = {}, 0
+local hour, delta, day = nil, 0, nil
 for pos = 1, #data, 32 do
   local t, g, u, c = struct.unpack('<dddd', data, pos)
-  local values = {g, u, c, g - u}
-  add_to_hour(t, g - (replaced[t] or 0))
-  for m = 1, 4 do
-    args[#args + 1] = KEYS[m]
-    args[#args + 1] = t
-    args[#args + 1] = values[m]
+  args[n + 1] = KEY1; args[n + 2] = t; args[n + 3] = g
+  args[n + 4] = KEY2; args[n + 5] = t; args[n + 6] = u
+  args[n + 7] = KEY3; args[n + 8] = t; args[n + 9] = c
+  args[n + 10] = KEY4; args[n + 11] = t; args[n + 12] = g - u
+  n = n + 12
+  if n >= 3000 then flush() end
+  local h = math.floor(t / HOUR)
+  if h ~= hour then
+    if hour ~= nil then hour_delta[hour] = (hour_delta[hour] or 0) + delta end
+    if hour_delta[h] == nil then
+      nhours = nhours + 1
+      hours[nhours] = h
+    end
+    hour, delta = h, 0
   end
-  if #args >= 3000 then flush() end
-  local day = math.floor(t / DAY)
-  if not seen[day] then
-    seen[day] = true
-    days[#days + 1] = day
+  delta = delta + g - (replaced[t] or 0)
+  local d = math.floor(t / DAY)
+  if d ~= day and (ndays == 0 or days[ndays] ~= d) then
+    ndays = ndays + 1
+    days[ndays] = d
   end
+  day = d
 end
+hour_delta[hour] = (hour_delta[hour] or 0) + delta
 flush()
 
 local now = redis.call('TIME')
