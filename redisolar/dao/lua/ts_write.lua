@@ -1,16 +1,16 @@
--- RedisTimeSeries backend: upsert one site's readings into its four series, atomically.
--- KEYS[1..4] series wh_generated, wh_used, temp_c, net_generation; KEYS[5] series meta hash (field v);
--- KEYS[6] the site hash (for its capacity).
+-- RedisTimeSeries backend: upsert one site's readings into its three series, atomically.
+-- KEYS[1..3] series wh_generated, wh_used, temp_c; KEYS[4] series meta hash (field v);
+-- KEYS[5] the site hash (for its capacity). (Net generation is derived on read: no series.)
 -- ARGV[1] retention in ms (0 = keep everything), ARGV[2] site id, ARGV[3] key prefix (a label),
 -- ARGV[4] the readings: 32-byte records '<dddd' (ms timestamp, generated, used, temperature),
---         sorted by timestamp, timestamps unique. Net generation is generated - used. Numbers are
---         passed to the module as Lua numbers: Redis turns them into round-trip exact text.
+--         sorted by timestamp, timestamps unique. Numbers are passed to the module as Lua numbers:
+--         Redis turns them into round-trip exact text.
 -- Returns {version, capacity or '', {day, generation sum of that day, ...} for every day touched,
 -- {hour, change of that hour's generation, ...}, newest ms}, or the error
 -- 'RETENTION <oldest allowed ms>' without writing anything.
 local DAY = 86400000
 local HOUR = 3600000
-local METRICS = {'wh_generated', 'wh_used', 'temp_c', 'net_generation'}
+local METRICS = {'wh_generated', 'wh_used', 'temp_c'}
 local retention = tonumber(ARGV[1])
 local data = ARGV[4]
 local first_ts = struct.unpack('<d', data, 1)
@@ -32,9 +32,9 @@ if retention > 0 then
   end
 end
 
--- The four series are created together, here, so the first one tells about all of them.
+-- The three series are created together, here, so the first one tells about all of them.
 if not exists then
-  for m = 1, 4 do
+  for m = 1, 3 do
     redis.call('TS.CREATE', KEYS[m], 'RETENTION', ARGV[1], 'DUPLICATE_POLICY', 'LAST', 'CHUNK_SIZE', 512,
       'LABELS', 'app', ARGV[3], 'site_id', ARGV[2], 'metric', METRICS[m], 'type', 'meter_reading')
   end
@@ -52,7 +52,7 @@ end
 
 -- The readings go to TS.MADD in chunks (a Lua call takes at most ~8000 arguments). Counters, not the
 -- # operator, index the tables: this loop is the hot path of ingest.
-local KEY1, KEY2, KEY3, KEY4 = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local KEY1, KEY2, KEY3 = KEYS[1], KEYS[2], KEYS[3]
 local args, n = {}, 0
 local function flush()
   if n > 0 then
@@ -68,11 +68,11 @@ local days, ndays = {}, 0
 local hour, delta, day = nil, 0, nil
 for pos = 1, #data, 32 do
   local t, g, u, c = struct.unpack('<dddd', data, pos)
-  args[n + 1] = KEY1; args[n + 2] = t; args[n + 3] = g
-  args[n + 4] = KEY2; args[n + 5] = t; args[n + 6] = u
-  args[n + 7] = KEY3; args[n + 8] = t; args[n + 9] = c
-  args[n + 10] = KEY4; args[n + 11] = t; args[n + 12] = g - u
-  n = n + 12
+  local ts = string.format('%d', t) -- converted once, not once per series
+  args[n + 1] = KEY1; args[n + 2] = ts; args[n + 3] = g
+  args[n + 4] = KEY2; args[n + 5] = ts; args[n + 6] = u
+  args[n + 7] = KEY3; args[n + 8] = ts; args[n + 9] = c
+  n = n + 9
   if n >= 3000 then flush() end
   local h = math.floor(t / HOUR)
   if h ~= hour then
@@ -96,9 +96,9 @@ flush()
 
 local now = redis.call('TIME')
 local version = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local previous = tonumber(redis.call('HGET', KEYS[5], 'v'))
+local previous = tonumber(redis.call('HGET', KEYS[4], 'v'))
 if previous and previous >= version then version = previous + 1 end
-redis.call('HSET', KEYS[5], 'v', string.format('%d', version))
+redis.call('HSET', KEYS[4], 'v', string.format('%d', version))
 
 local day_sums = {}
 for _, day in ipairs(days) do
@@ -115,5 +115,5 @@ for _, hour in ipairs(hours) do
   hour_changes[#hour_changes + 1] = hour
   hour_changes[#hour_changes + 1] = string.format('%.17g', hour_delta[hour])
 end
-return {version, redis.call('HGET', KEYS[6], 'capacity') or '', day_sums, hour_changes,
+return {version, redis.call('HGET', KEYS[5], 'capacity') or '', day_sums, hour_changes,
   string.format('%d', newest)}

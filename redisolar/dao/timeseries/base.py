@@ -88,6 +88,39 @@ class Backend(Protocol):
         """Remove every key holding the site's readings."""
 
 
+def aggregate_points(points: list[Point], bucket: int, aggregation: str) -> list[Point]:
+    """Epoch-aligned buckets of ``points`` (sorted by time), reduced as RedisTimeSeries and
+    ``core_read.lua`` reduce them (sums in time order); empty buckets left out."""
+    out: list[Point] = []
+    start = 0
+    while start < len(points):
+        key = points[start][0] - points[start][0] % bucket
+        end = start
+        while end < len(points) and points[end][0] - points[end][0] % bucket == key:
+            end += 1
+        values = [value for _, value in points[start:end]]
+        out.append((key, _reduce(values, aggregation)))
+        start = end
+    return out
+
+
+def _reduce(values: list[float], aggregation: str) -> float:
+    if aggregation in ("sum", "avg"):
+        total = 0.0
+        for value in values:
+            total += value
+        return total if aggregation == "sum" else total / len(values)
+    reducers = {
+        "min": min,
+        "max": max,
+        "count": lambda v: float(len(v)),
+        "first": lambda v: v[0],
+        "last": lambda v: v[-1],
+        "range": lambda v: max(v) - min(v),
+    }
+    return float(reducers[aggregation](values))
+
+
 def pack_records(records: list[Record]) -> bytes:
     """Readings as the write scripts take them: 32-byte little-endian records (ts, gen, used, temp),
     timestamps as doubles (exact below 2**53 ms). One argument per site keeps the command small."""

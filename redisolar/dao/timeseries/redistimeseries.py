@@ -1,11 +1,13 @@
 """The ``redistimeseries`` backend: Redis Stack, Redis 8, or any server with the timeseries module.
 
-One series per (site, metric), ``ts:{site:ID}:METRIC``, labelled ``app``, ``site_id``, ``metric`` and
-``type``, with ``DUPLICATE_POLICY LAST`` (a re-sent reading replaces the stored one), the configured
+One series per site and measured metric (``ts:{site:ID}:wh_generated``, ``…:wh_used``, ``…:temp_c``),
+labelled ``app``, ``site_id``, ``metric`` and ``type``, with ``DUPLICATE_POLICY LAST`` (a re-sent reading replaces the stored one), the configured
 retention and 512-byte chunks (the default 4 KiB chunk is mostly empty at meter rates: measured here,
 512 halves the memory of hourly and 5-minute data). Series are created inside ``ts_write.lua`` with
 the write that needs them (no TS.INFO round trip, no check-then-create race); aggregation is the
-module's own.
+module's own. Net generation is derived on read (generated − used, from the two series; its
+aggregations are reduced here, in the module's order): a fourth series would cost a third more ingest
+work and memory for values that are always the difference of two stored ones.
 """
 
 from __future__ import annotations
@@ -17,10 +19,18 @@ from redis.exceptions import ResponseError
 
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
-from redisolar.dao.timeseries.base import PeriodStats, Point, Record, pack_records, parse_points, to_str
+from redisolar.dao.timeseries.base import (
+    PeriodStats,
+    Point,
+    Record,
+    aggregate_points,
+    pack_records,
+    parse_points,
+    to_str,
+)
 from redisolar.models.site import MetricType
 
-_SERIES = (MetricType.WH_GENERATED, MetricType.WH_USED, MetricType.TEMP_C, MetricType.NET_GENERATION)
+_SERIES = (MetricType.WH_GENERATED, MetricType.WH_USED, MetricType.TEMP_C)
 
 
 def _missing(reply: Any) -> bool:
@@ -65,26 +75,41 @@ class RedisTimeSeriesBackend:
         return ScriptCall(script("ts_write"), keys, args)
 
     def points(self, site_id: int, metric: MetricType, start: int, end: int) -> list[Point]:
+        if metric is MetricType.NET_GENERATION:
+            return self._net_points(site_id, start, end)
         reply = self._run(("TS.RANGE", self.keys.timeseries_key(site_id, metric), start, end - 1))
         return parse_points(reply[0])
+
+    def _net_points(self, site_id: int, start: int, end: int) -> list[Point]:
+        """Generated − used at each timestamp (both series always hold the same timestamps)."""
+        generated, used = (self.keys.timeseries_key(site_id, m) for m in _SERIES[:2])
+        replies = self._run(("TS.RANGE", generated, start, end - 1), ("TS.RANGE", used, start, end - 1))
+        used_at = dict(parse_points(replies[1]))
+        return [(ts, g - used_at[ts]) for ts, g in parse_points(replies[0]) if ts in used_at]
 
     def aggregate(
         self, site_id: int, metric: MetricType, start: int, end: int, bucket: int, aggregation: str
     ) -> list[Point]:
+        if metric is MetricType.NET_GENERATION:
+            return aggregate_points(self._net_points(site_id, start, end), bucket, aggregation)
         key = self.keys.timeseries_key(site_id, metric)
         reply = self._run(("TS.RANGE", key, start, end - 1, "AGGREGATION", aggregation, bucket))
         return parse_points(reply[0])
 
     def latest(self, site_id: int) -> dict[MetricType, Point]:
         replies = self._run(*(("TS.GET", key) for key in self._series(site_id)))
-        return {
+        latest = {
             metric: (int(reply[0]), float(reply[1]))
             for metric, reply in zip(_SERIES, replies, strict=True)
             if reply
         }
+        generated, used = latest.get(MetricType.WH_GENERATED), latest.get(MetricType.WH_USED)
+        if generated and used and generated[0] == used[0]:
+            latest[MetricType.NET_GENERATION] = (generated[0], generated[1] - used[1])
+        return latest
 
     def stats(self, site_id: int, start: int, end: int) -> tuple[PeriodStats | None, float | None]:
-        generated, used, temp = (self.keys.timeseries_key(site_id, m) for m in _SERIES[:3])
+        generated, used, temp = self._series(site_id)
         whole = ("ALIGN", "start")
         width = end - start
 
@@ -119,4 +144,5 @@ class RedisTimeSeriesBackend:
         return {s: (int(r[0]), float(r[1]), int(r[2])) for s, r in zip(site_ids, replies, strict=True)}
 
     def delete(self, site_id: int) -> None:
-        self.client.delete(*self._series(site_id), self.keys.series_meta_key(site_id))
+        net = self.keys.timeseries_key(site_id, MetricType.NET_GENERATION)  # a series of older versions
+        self.client.delete(*self._series(site_id), net, self.keys.series_meta_key(site_id))
