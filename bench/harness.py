@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -246,10 +247,42 @@ def median(values: Iterable[float]) -> float:
 
 
 def write_artifact(name: str, data: dict[str, Any]) -> Path:
+    """``artifacts/bench-NAME.json``, with when and on which commit (and whether redisolar/ had changes)."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"bench-{name}.json"
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    stamped = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git": git_state(), **data}
+    path.write_text(json.dumps(stamped, indent=2, default=str) + "\n")
     return path
+
+
+def git_state() -> dict[str, Any]:
+    """The commit, whether ``redisolar/`` differs from it, and a hash of the code in ``redisolar/`` (the
+    code the servers run: other people may change it while a benchmark runs)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    digest = hashlib.sha1()
+    for path in sorted((ROOT / "redisolar").rglob("*")):
+        if path.suffix in (".py", ".lua") and path.is_file():
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "redisolar_changed": bool(git("status", "--porcelain", "redisolar")),
+        "redisolar_code_sha1": digest.hexdigest(),
+    }
+
+
+def warn_if_code_changed(at_start: dict[str, Any]) -> None:
+    """Say so when the code in ``redisolar/`` changed while the benchmark ran (other people may be
+    working in the same tree): servers started before and after the change ran different code."""
+    now = git_state()
+    if now["redisolar_code_sha1"] != at_start["redisolar_code_sha1"]:
+        print(
+            "WARNING: the code in redisolar/ changed while the benchmark ran "
+            f"(commit {at_start['commit'][:10]} -> {now['commit'][:10]}): the figures may mix two versions"
+        )
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
