@@ -261,9 +261,7 @@ def app_factory(app_env: None) -> Callable[..., Flask]:
 
 
 @pytest.fixture
-def app(
-    app_factory: Callable[..., Flask], backend_server: BackendServer, client: redis.Redis
-) -> Flask:
+def app(app_factory: Callable[..., Flask], backend_server: BackendServer, client: redis.Redis) -> Flask:
     """A RediSolar app on ``backend_server`` (flushed), using that server's time-series backend."""
     return app_factory(backend_server.server, TIMESERIES_BACKEND=backend_server.name)
 

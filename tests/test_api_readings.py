@@ -205,8 +205,13 @@ def test_series_raw_and_aggregated(api: ApiCalls, http: FlaskClient, site: int) 
     start, end = hour(6), hour(2)
     raw = series(http, 1, "wh_generated", start=start.isoformat(), end=end.isoformat()).get_json()
     assert raw == {
-        "site_id": 1, "metric": "wh_generated", "start_time": start.isoformat(), "end_time": end.isoformat(),
-        "aggregation": "raw", "bucket_size": None, "count": 4,
+        "site_id": 1,
+        "metric": "wh_generated",
+        "start_time": start.isoformat(),
+        "end_time": end.isoformat(),
+        "aggregation": "raw",
+        "bucket_size": None,
+        "count": 4,
         "data": [{"timestamp": hour(h).isoformat(), "value": 10.0 * h} for h in (6, 5, 4, 3)],
     }  # fmt: skip  ([start, end): the reading at `end` is not in)
     query = {"start": start.isoformat(), "end": end.isoformat(), "aggregation": "sum"}

@@ -16,6 +16,7 @@ from redisolar.timeutil import utcnow
 if TYPE_CHECKING:
     from conftest import ApiCalls
 
+
 # -- success shapes --------------------------------------------------------------------------------
 def test_create_get_list(api: ApiCalls, http: FlaskClient) -> None:
     assert http.get("/api/sites/").get_json() == []
@@ -58,8 +59,12 @@ def test_delete_removes_site_readings_and_board_entries(
     api.error(http.get("/api/sites/1"), 404, "Site 1 not found")
     api.error(http.delete("/api/sites/1"), 404)
     assert not [k for k in client.scan_iter() if "{site:1}" in k]
-    members = {m for key in client.scan_iter(match="*lb*") if client.type(key) == "zset"
-               for m in client.zrange(key, 0, -1)}
+    members = {
+        m
+        for key in client.scan_iter(match="*lb*")
+        if client.type(key) == "zset"
+        for m in client.zrange(key, 0, -1)
+    }
     members |= set(client.zrange("ru102py-app:capacity_leaderboard", 0, -1))
     assert "site:1" not in members
     assert "site:2" in members
@@ -159,8 +164,13 @@ def test_latitude_redis_cannot_index_is_400(api: ApiCalls, http: FlaskClient) ->
         ("null", "application/json", 400),
     ],
 )
-def test_bodies_that_are_not_a_json_object(api: ApiCalls,
-    http: FlaskClient, store_snapshot: Callable[[], Any], data: Any, content_type: str | None, status: int
+def test_bodies_that_are_not_a_json_object(
+    api: ApiCalls,
+    http: FlaskClient,
+    store_snapshot: Callable[[], Any],
+    data: Any,
+    content_type: str | None,
+    status: int,
 ) -> None:
     before = store_snapshot()
     headers = {"Content-Type": content_type} if content_type else {}
@@ -168,8 +178,8 @@ def test_bodies_that_are_not_a_json_object(api: ApiCalls,
     assert store_snapshot() == before
 
 
-def test_body_over_max_content_length_is_413(api: ApiCalls,
-    app_factory: Callable[..., Flask], backend_server: Any, client: redis.Redis
+def test_body_over_max_content_length_is_413(
+    api: ApiCalls, app_factory: Callable[..., Flask], backend_server: Any, client: redis.Redis
 ) -> None:
     http = app_factory(backend_server.server, MAX_CONTENT_LENGTH=1024).test_client()
     body = api.site_body(address="x" * 200, city="y" * 100) | {"pad": "z" * 2000}
@@ -184,8 +194,8 @@ def test_ids_no_site_can_have_are_404(api: ApiCalls, http: FlaskClient, path: st
     api.error(http.delete(f"/api/sites/{path}"), 404)
 
 
-def test_put_unknown_site_is_404_and_changes_nothing(api: ApiCalls,
-    http: FlaskClient, store_snapshot: Callable[[], Any]
+def test_put_unknown_site_is_404_and_changes_nothing(
+    api: ApiCalls, http: FlaskClient, store_snapshot: Callable[[], Any]
 ) -> None:
     before = store_snapshot()
     api.error(http.put("/api/sites/5", json=api.site_body(5)), 404, "Site 5 not found")

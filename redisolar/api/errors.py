@@ -128,7 +128,7 @@ def _http_error(exc: HTTPException) -> Response:
 def unwrap_locations(messages: Any) -> Any:
     """webargs' ``{"json": {...}}`` as ``{...}`` (requests fail in one location at a time)."""
     if isinstance(messages, Mapping) and len(messages) == 1:
-        (location, inner), = messages.items()
+        ((location, inner),) = messages.items()
         if location in ("json", "query", "querystring", "view_args", "path", "form"):
             return inner
     return messages

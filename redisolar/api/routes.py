@@ -66,9 +66,7 @@ def update_site(data: dict[str, Any], site_id: int) -> Site:
     """Replace a site's details (404 if there is no such site; create sites with POST)."""
     given = data.pop("id", None)
     if given is not None and given != site_id:
-        raise InvalidInput(
-            "Validation failed", {"id": [f"Must equal the site id of the path ({site_id})."]}
-        )
+        raise InvalidInput("Validation failed", {"id": [f"Must equal the site id of the path ({site_id})."]})
     try:
         site = Site(id=site_id, **data)
     except ValueError as exc:

@@ -88,8 +88,10 @@ class DayArgs(Schema):
     """A UTC day of the daily leaderboards."""
 
     day = fields.Date(
-        metadata={"description": "UTC day of the generation/efficiency boards (default today); "
-                  "ignored by `capacity`"}
+        metadata={
+            "description": "UTC day of the generation/efficiency boards (default today); "
+            "ignored by `capacity`"
+        }
     )
 
 

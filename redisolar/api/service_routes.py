@@ -138,5 +138,3 @@ def _where(config: Config) -> dict[str, Any]:
             db=int(db) if db.isdigit() else 0,
         )
     return place
-
-

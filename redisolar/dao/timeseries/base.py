@@ -8,6 +8,7 @@ newest reading of a site: older readings are invisible and cannot be written.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -110,7 +111,7 @@ def _reduce(values: list[float], aggregation: str) -> float:
         for value in values:
             total += value
         return total if aggregation == "sum" else total / len(values)
-    reducers = {
+    reducers: dict[str, Callable[[list[float]], float]] = {
         "min": min,
         "max": max,
         "count": lambda v: float(len(v)),
