@@ -2,12 +2,13 @@
 
 One series per site and measured metric (``ts:{site:ID}:wh_generated``, ``…:wh_used``, ``…:temp_c``),
 labelled ``app``, ``site_id``, ``metric`` and ``type``, with ``DUPLICATE_POLICY LAST`` (a re-sent
-reading replaces the stored one), the configured retention and 512-byte chunks (the default 4 KiB chunk is mostly empty at meter rates: measured here,
-512 halves the memory of hourly and 5-minute data). Series are created inside ``ts_write.lua`` with
-the write that needs them (no TS.INFO round trip, no check-then-create race); aggregation is the
-module's own. Net generation is derived on read (generated − used, from the two series; its
-aggregations are reduced here, in the module's order): a fourth series would cost a third more ingest
-work and memory for values that are always the difference of two stored ones.
+reading replaces the stored one), the configured retention and 512-byte chunks (the default 4 KiB
+chunk is mostly empty at meter rates: measured here, 512 halves the memory of hourly and 5-minute
+data). Series are created inside ``ts_write.lua`` with the write that needs them (no TS.INFO round
+trip, no check-then-create race); aggregation is the module's own. Net generation is derived on read
+(generated − used, from the two series; its aggregations are reduced here, in the module's order): a
+fourth series would cost a third more ingest work and memory for values that are always the
+difference of two stored ones.
 """
 
 from __future__ import annotations
