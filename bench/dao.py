@@ -154,7 +154,7 @@ def main() -> None:
         )
         for label, ratio in ratios:
             print(f"    {label + ':':<36}{ratio:6.1f}x")
-    print("Memory per stored sample (3 measured values per reading; RedisTimeSeries also stores net):")
+    print("Memory per stored sample (3 measured values per reading, the delta of used_memory):")
     for label, spec, backend in (("redistimeseries", stack, "redistimeseries"), ("core", plain, "core")):
         for days, minutes in ((args.days, 60), (1, 5)):
             m = memory_per_sample(spec, backend, args.sites, days, minutes)

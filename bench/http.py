@@ -185,7 +185,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (both)")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each timed run")
     parser.add_argument("--rounds", type=int, default=5, help="timed runs per server (median)")
-    parser.add_argument("--connections", type=int, default=8, help="concurrent client connections")
+    parser.add_argument(
+        "--connections", type=int, default=16, help="concurrent client connections (enough to keep both busy)"
+    )
     parser.add_argument("--sites", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=1000, help="readings per request")
     parser.add_argument("--interval-seconds", type=int, default=30, help="between a site's readings")
