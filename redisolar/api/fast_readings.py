@@ -45,6 +45,21 @@ def _parse(text: str) -> datetime | None:
         return None
 
 
+def _checked_time(r: _Reading, latest: datetime) -> datetime | None:
+    """The reading's timestamp as aware UTC if its values are finite and its time lies between the
+    epoch and ``latest`` (now + the clock-skew allowance); else None."""
+    if not (math.isfinite(r.wh_generated) and math.isfinite(r.wh_used) and math.isfinite(r.temp_c)):
+        return None
+    timestamp = _parse(r.timestamp)
+    if timestamp is None:
+        return None
+    try:
+        timestamp = timestamp.replace(tzinfo=UTC) if timestamp.tzinfo is None else timestamp.astimezone(UTC)
+    except OverflowError:
+        return None
+    return timestamp if EPOCH <= timestamp <= latest else None
+
+
 def fast_load(items: Any) -> list[dict[str, Any]] | None:
     """``items`` loaded as the schema would load them (dicts with aware UTC timestamps), or None when
     the fast rules do not accept them (then the schema must decide)."""
@@ -55,19 +70,8 @@ def fast_load(items: Any) -> list[dict[str, Any]] | None:
     latest = utcnow() + MeterReading.max_clock_skew
     loaded = []
     for r in readings:
-        if not (math.isfinite(r.wh_generated) and math.isfinite(r.wh_used) and math.isfinite(r.temp_c)):
-            return None
-        timestamp = _parse(r.timestamp)
+        timestamp = _checked_time(r, latest)
         if timestamp is None:
-            return None
-        if timestamp.tzinfo is None:
-            timestamp = timestamp.replace(tzinfo=UTC)
-        elif timestamp.tzinfo is not UTC:
-            try:
-                timestamp = timestamp.astimezone(UTC)
-            except OverflowError:
-                return None
-        if not EPOCH <= timestamp <= latest:
             return None
         loaded.append(
             {
@@ -93,20 +97,9 @@ def fast_records(body: bytes, site_id: int, max_readings: int) -> list[Record] |
     latest = utcnow() + MeterReading.max_clock_skew
     by_ts: dict[int, Record] = {}
     for r in readings:
-        if r.site_id not in (None, site_id):
+        timestamp = _checked_time(r, latest)
+        if timestamp is None or r.site_id not in (None, site_id):
             return None
-        if not (math.isfinite(r.wh_generated) and math.isfinite(r.wh_used) and math.isfinite(r.temp_c)):
-            return None
-        timestamp = _parse(r.timestamp)
-        if timestamp is None:
-            return None
-        if timestamp.tzinfo is None:
-            timestamp = timestamp.replace(tzinfo=UTC)
-        try:
-            if not EPOCH <= timestamp <= latest:
-                return None
-            ts = (timestamp - EPOCH) // _ONE_MS
-        except OverflowError:
-            return None
+        ts = (timestamp - EPOCH) // _ONE_MS
         by_ts[ts] = (ts, r.wh_generated, r.wh_used, r.temp_c)
     return [by_ts[ts] for ts in sorted(by_ts)]
