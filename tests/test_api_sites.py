@@ -46,6 +46,21 @@ def test_put_replaces_the_site(api: ApiCalls, http: FlaskClient) -> None:
     assert board["entries"][0]["score"] == 7.0
 
 
+def test_capacity_change_rescores_efficiency_and_its_statistics(api: ApiCalls, http: FlaskClient) -> None:
+    api.create_site(1, capacity=2.0)
+    api.create_site(2, capacity=4.0)
+    now = utcnow().replace(minute=0, second=0, microsecond=0).isoformat()
+    for site_id in (1, 2):
+        reading = {"timestamp": now, "wh_generated": 4800.0, "wh_used": 1.0, "temp_c": 20.0}
+        assert http.post(f"/api/analytics/readings/{site_id}", json=reading).status_code == 201
+    body = api.site_body(1, capacity=8.0)
+    assert http.put("/api/sites/1", json=body).status_code == 200
+    board = http.get("/api/analytics/leaderboards/efficiency").get_json()
+    scores = {e["site"]["id"]: e["score"] for e in board["entries"]}
+    assert scores == pytest.approx({1: 100 * 4800 / (8.0 * 24_000), 2: 100 * 4800 / (4.0 * 24_000)})
+    assert board["stats"]["average_score"] == pytest.approx(sum(scores.values()) / 2)
+
+
 def test_delete_removes_site_readings_and_board_entries(
     api: ApiCalls, http: FlaskClient, client: redis.Redis
 ) -> None:

@@ -18,7 +18,7 @@ import redis
 from redis.client import Pipeline
 
 from redisolar.dao.board_sums import board_stats, resum
-from redisolar.dao.daily_boards import day_number_of, day_of
+from redisolar.dao.daily_boards import HOURS_PER_DAY, day_number_of, day_of, efficiency_percent
 from redisolar.dao.key_manager import LEADERBOARD_TYPES, KeyManager, key_manager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
 from redisolar.dao.site_dao_redis import SITE_FIELDS, SiteDaoRedis, site_from_row
@@ -53,8 +53,6 @@ class LeaderboardDao:
         raise InvalidQuery(
             f"Unknown leaderboard type: {leaderboard_type!r} (use one of {', '.join(LEADERBOARD_TYPES)})"
         )
-
-    _get_leaderboard_key = leaderboard_key
 
     # -- writes (scores set directly; ingest keeps the daily boards current by itself) --------------
     def update_capacity_leaderboard(self, site_id: int, capacity: float) -> None:
@@ -206,6 +204,24 @@ class LeaderboardDao:
             pipe.set(self.keys.board_sum_key(key), repr(math.fsum(site.capacity for site in sites)))
         pipe.execute()
         return len(sites)
+
+    def rescore_efficiency(self, site_id: int, capacity_kw: float) -> None:
+        """After a capacity change: the site's efficiency on every day board, from its generation
+        score there (two round trips; the boards' running sums follow)."""
+        days = self.daily_board_days()
+        member = self.keys.member(site_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for day in days:
+            pipe.zscore(self.keys.daily_leaderboard_key("generation", day), member)
+        calls = [
+            self._scores_call(
+                self.keys.daily_leaderboard_key("efficiency", day),
+                {member: efficiency_percent(float(generation), capacity_kw, HOURS_PER_DAY)},
+            )
+            for day, generation in zip(days, pipe.execute(), strict=True)
+            if generation is not None
+        ]
+        run_scripts(self.redis, calls)
 
     def resum_daily_boards(self, day: date) -> None:
         """Recompute a day's boards' running sums exactly (they accumulate rounding as they change)."""

@@ -63,7 +63,7 @@ class Services:
             raise SiteNotFound(site.id)
         self.sites.update(site)
         if old.capacity != site.capacity:
-            self._rescore_efficiency(site)
+            self.leaderboards.rescore_efficiency(site.id, site.capacity)
         return site
 
     def delete_site(self, site_id: int) -> None:
@@ -80,21 +80,6 @@ class Services:
         for site in sites:
             self.delete_site(site.id)
         return len(sites)
-
-    def _rescore_efficiency(self, site: Site) -> None:
-        """Recompute the site's efficiency scores from its generation scores (two round trips)."""
-        days = self.leaderboards.daily_board_days()
-        member = self.keys.member(site.id)
-        pipe = self.redis.pipeline(transaction=False)
-        for day in days:
-            pipe.zscore(self.keys.daily_leaderboard_key("generation", day), member)
-        scores = pipe.execute()
-        pipe = self.redis.pipeline(transaction=False)
-        for day, generation in zip(days, scores, strict=True):
-            if generation is not None:
-                efficiency = 100.0 * float(generation) / (site.capacity * 24_000.0)
-                pipe.zadd(self.keys.daily_leaderboard_key("efficiency", day), {member: efficiency}, xx=True)
-        pipe.execute()
 
     # -- fleet summary ----------------------------------------------------------------------------------
     def summary(self, now: datetime | None = None, hours: int = 24) -> dict[str, Any]:
