@@ -443,3 +443,12 @@ def _banner(base: str) -> None:
 
 
 __all__ = ["main"]
+
+
+def _add_subcommands() -> None:
+    from redisolar.cli_keys import keys  # imported here: it imports this module
+
+    main.add_command(keys)
+
+
+_add_subcommands()

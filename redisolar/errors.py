@@ -40,6 +40,16 @@ class SiteNotFound(RediSolarError, LookupError):
         self.site_id = site_id
 
 
+class ApiKeyNotFound(RediSolarError, LookupError):
+    """No API key with that id (HTTP 404)."""
+
+    status = 404
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"API key {key_id} not found")
+        self.key_id = key_id
+
+
 class SiteAlreadyExists(RediSolarError):
     """A site with that id exists already (HTTP 409)."""
 

@@ -18,6 +18,8 @@ from swagger_ui_bundle import swagger_ui_path
 
 from redisolar.api.common import REDIS_UNAVAILABLE_RESPONSE, SiteIdConverter
 from redisolar.api.errors import ErrorSchema, register_error_handlers
+from redisolar.api.keys_routes import KeyIdConverter, key_id_schema
+from redisolar.api.security_doc import register_security
 from redisolar.models.site import MAX_SITE_ID
 
 DOCS_PREFIX = "/api"
@@ -36,7 +38,10 @@ API_CONFIG: dict[str, Any] = {
     "API_SPEC_OPTIONS": {
         "info": {
             "description": "Solar-fleet monitoring on Redis. Every error answers "
-            '`{"error": "...", "details": ...}`; 503 (with `Retry-After`) while Redis is unavailable.'
+            '`{"error": "...", "details": ...}`; 503 (with `Retry-After`) while Redis is unavailable. '
+            "API keys go in `Authorization: Bearer <key>` or `X-API-Key`; which operations need one "
+            "depends on the server's AUTH_MODE (README, Security). Limited responses carry the "
+            "`RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-10)."
         }
     },
 }
@@ -74,8 +79,11 @@ def init_api(app: flask.Flask, *blueprints: flask_smorest.Blueprint) -> Api:
         app.config.setdefault(key, value)
     app.config.setdefault("API_VERSION", _package_version())
     app.url_map.converters["site_id"] = SiteIdConverter
+    app.url_map.converters["key_id"] = KeyIdConverter
     api = Api(app)
     api.register_converter(SiteIdConverter, _site_id_schema)
+    api.register_converter(KeyIdConverter, key_id_schema)
+    register_security(api.spec, Api.ERROR_SCHEMA, api.DEFAULT_RESPONSE_CONTENT_TYPE, app.config["AUTH_MODE"])
     with warnings.catch_warnings():
         # The site text fields have two Regexp validators (not blank, no control characters); the
         # document can show one pattern, and apispec warns about the other.

@@ -1,0 +1,197 @@
+"""API keys in Redis, and the one call per request that checks a key and its rate limit.
+
+Each key lives under its own hash tag ``{apikey:ID}`` (its record, its sites and its rate-limit
+buckets), so the per-request check is one single-slot script (``auth_check.lua``); the registry of
+key ids (``apikeys``) is only written when keys are created or revoked. Nothing is cached in the
+process: a revoked key is refused by the next request in every worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
+from redis.exceptions import NoScriptError
+
+from redisolar.auth.limits import RateDecision, RatePolicy
+from redisolar.dao.key_manager import KeyManager
+from redisolar.dao.scripts import script
+from redisolar.models.api_key import ApiKey, key_id_of, new_secret, secret_hash
+from redisolar.timeutil import from_ms, to_ms, utcnow
+
+BUDGETS = ("reads", "writes")
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """The answer for a presented key: ``verdict`` ok, unknown or expired; the key's scope and
+    whether it may write the request's site (when ok); the rate decision (None: no limit)."""
+
+    verdict: str
+    scope: str = ""
+    site_ok: bool = False
+    rate: RateDecision | None = None
+
+
+class ApiKeyDao:
+    """Creates, lists and revokes API keys; checks presented keys and rate budgets."""
+
+    def __init__(self, client: redis.Redis, keys: KeyManager) -> None:
+        self.client = client
+        self.keys = keys
+        self._script = script("auth_check")
+
+    # -- management --------------------------------------------------------------------------------
+    def create(self, key: ApiKey, expires_days: float | None = None) -> tuple[ApiKey, str]:
+        """Store a new key like ``key`` (its id and times are set here). Returns it and its secret,
+        which is not stored and cannot be shown again."""
+        key_id, secret = new_secret()
+        now = utcnow().replace(microsecond=0)
+        expires = now + timedelta(days=expires_days) if expires_days else None
+        stored = ApiKey(
+            key_id, key.scope, key.name, tuple(sorted(set(key.sites))), key.all_sites, now, expires
+        )
+        record: dict[Any, Any] = {
+            "id": key_id,
+            "name": stored.name,
+            "scope": stored.scope,
+            "all_sites": int(stored.all_sites),
+            "created": to_ms(now),
+            "expires": to_ms(expires) if expires else "",
+            "hash": secret_hash(secret),
+        }
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(self.keys.api_key_key(key_id), mapping=record)
+        if stored.sites:
+            pipe.sadd(self.keys.api_key_sites_key(key_id), *stored.sites)
+        pipe.zadd(self.keys.api_keys_key(), {key_id: to_ms(now)})
+        pipe.execute()
+        return stored, secret
+
+    def find_all(self) -> list[ApiKey]:
+        """Every key, oldest first (two round trips)."""
+        ids = [str(key_id) for key_id in self.client.zrange(self.keys.api_keys_key(), 0, -1)]
+        return [key for key in self._fetch(ids) if key is not None]
+
+    def find(self, key_id: str) -> ApiKey | None:
+        """One key, or None."""
+        return self._fetch([key_id])[0] if _valid_id(key_id) else None
+
+    def revoke(self, key_id: str) -> bool:
+        """Delete a key (and its rate-limit state). Whether it existed."""
+        if not _valid_id(key_id):
+            return False
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(
+            self.keys.api_key_key(key_id),
+            self.keys.api_key_sites_key(key_id),
+            *(self.keys.api_key_bucket_key(key_id, b) for b in BUDGETS),
+        )
+        pipe.zrem(self.keys.api_keys_key(), key_id)
+        deleted, _ = pipe.execute()
+        return bool(deleted)
+
+    def any_exist(self) -> bool:
+        """Whether at least one key exists."""
+        return bool(self.client.exists(self.keys.api_keys_key()))
+
+    def _fetch(self, ids: Sequence[str]) -> list[ApiKey | None]:
+        pipe = self.client.pipeline(transaction=False)
+        for key_id in ids:
+            pipe.hgetall(self.keys.api_key_key(key_id))
+            pipe.smembers(self.keys.api_key_sites_key(key_id))
+        replies = pipe.execute() if ids else []
+        return [_api_key(replies[i], replies[i + 1]) for i in range(0, len(replies), 2)]
+
+    # -- per request -------------------------------------------------------------------------------
+    def check_key(
+        self, secret: str, budget: str, policy: RatePolicy | None, site_id: int | None = None
+    ) -> KeyCheck:
+        """Check a presented secret (and whether it may write ``site_id``), and take one request
+        from its ``budget``. One round trip; none for a string that is not shaped like a key."""
+        key_id = key_id_of(secret)
+        if key_id is None:
+            return KeyCheck("unknown")
+        keys = (
+            self.keys.api_key_key(key_id),
+            self.keys.api_key_sites_key(key_id),
+            self.keys.api_key_bucket_key(key_id, budget),
+        )
+        reply = self._run(keys, secret_hash(secret), policy, site_id, exists=False)[-1]
+        return _key_check(reply, policy)
+
+    def check_address(
+        self, address: str, budget: str, policy: RatePolicy | None, *, want_exists: bool
+    ) -> tuple[RateDecision | None, bool | None]:
+        """Take one request from a client address's ``budget`` and, if ``want_exists``, learn
+        whether any key exists, in one round trip. Returns (rate decision, keys exist or None)."""
+        if policy is None and not want_exists:
+            return None, None
+        if policy is None:
+            return None, self.any_exist()
+        keys = (self.keys.address_bucket_key(address, budget),)
+        replies = self._run(keys, "", policy, None, exists=want_exists)
+        exists = bool(replies[0]) if want_exists else None
+        return _key_check(replies[-1], policy).rate, exists
+
+    def _run(
+        self,
+        keys: tuple[str, ...],
+        hashed: str,
+        policy: RatePolicy | None,
+        site_id: int | None,
+        *,
+        exists: bool,
+    ) -> list[Any]:
+        interval = f"{policy.interval_ms:.6f}" if policy else "0"
+        args = (hashed, interval, policy.burst if policy else 0, "" if site_id is None else site_id)
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            if exists:
+                pipe.exists(self.keys.api_keys_key())
+            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+            if not isinstance(replies[-1], NoScriptError) or attempt == 2:
+                break
+            self.client.script_load(self._script.source)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies)
+
+
+def _valid_id(key_id: str) -> bool:
+    return len(key_id) == 12 and all(c in "0123456789abcdef" for c in key_id)
+
+
+def _key_check(reply: list[Any], policy: RatePolicy | None) -> KeyCheck:
+    verdict = str(reply[0])
+    if verdict != "ok":
+        return KeyCheck(verdict)
+    _, scope, site_ok, allowed, remaining, reset_ms, retry_ms = reply
+    rate = None
+    if policy is not None:
+        rate = RateDecision(policy, bool(int(allowed)), int(remaining), int(reset_ms), int(retry_ms))
+    return KeyCheck("ok", str(scope), bool(int(site_ok)), rate)
+
+
+def _api_key(record: dict[str, str], sites: set[str]) -> ApiKey | None:
+    if not record:
+        return None
+    return ApiKey(
+        id=record["id"],
+        scope=record["scope"],
+        name=record.get("name", ""),
+        sites=tuple(sorted(int(s) for s in sites)),
+        all_sites=record.get("all_sites") == "1",
+        created=_time(record.get("created")),
+        expires=_time(record.get("expires")),
+        last_used=_time(record.get("last_used")),
+    )
+
+
+def _time(ms: str | None) -> datetime | None:
+    return from_ms(int(ms)) if ms else None
