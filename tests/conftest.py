@@ -249,13 +249,19 @@ def app_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_INSTANCE_PATH, raising=False)
 
 
+NO_RATE_LIMITS = {"RATE_LIMIT_WRITES": "0", "RATE_LIMIT_READS": "0"}
+"""Test apps run without rate limits unless a test sets them (tests/test_auth.py does): a property
+test may send more requests from the test client's one address than a minute's budget allows."""
+
+
 @pytest.fixture
 def app_factory(app_env: None) -> Callable[..., Flask]:
     """Return ``make(server, **config)``: a RediSolar app on ``server`` (hermetic config)."""
     from redisolar.app import create_app
 
     def make(server: RedisServer, **config: Any) -> Flask:
-        return create_app("test", {"TESTING": True, "REDIS_URL": f"{server.url}/0", **config})
+        defaults = {"TESTING": True, "REDIS_URL": f"{server.url}/0", **NO_RATE_LIMITS}
+        return create_app("test", {**defaults, **config})
 
     return make
 
