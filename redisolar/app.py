@@ -20,9 +20,10 @@ from flask import Flask
 
 from redisolar.api.analytics_routes import analytics_bp
 from redisolar.api.docs import init_api
+from redisolar.api.json import StrictJSONProvider
 from redisolar.api.routes import sites_bp
 from redisolar.api.service_routes import service_bp
-from redisolar.models.site import configure_clock_skew
+from redisolar.models.site import configure_clock_skew, configure_reading_bounds
 from redisolar.services import Services, build_services
 from redisolar.settings import ConfigError, load_config, settings_from_config
 from redisolar.web import init_app as init_web
@@ -45,6 +46,8 @@ def create_app(config_name: str | None = None, test_config: Mapping[str, Any] | 
     app = Flask("redisolar", instance_relative_config=True, instance_path=_instance_path())
     load_config(app.config, config_name, test_config)
     configure_clock_skew(timedelta(seconds=app.config["CLOCK_SKEW_SECONDS"]))
+    configure_reading_bounds(app.config["MAX_READING_WH"])
+    app.json = StrictJSONProvider(app)  # never NaN/Infinity in a body (RFC 8259)
     app.extensions["redisolar"] = build_services(settings_from_config(app.config))
     app.extensions["redisolar.summary_cache"] = {}
     init_api(app, service_bp, sites_bp, analytics_bp)

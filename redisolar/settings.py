@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import flask
 
 from redisolar.config import DEFAULT_KEY_PREFIX, Config
+from redisolar.models.site import DEFAULT_MAX_READING_WH, MAX_READING_WH_LIMIT
 from redisolar.services import Settings
 
 ENV_PREFIX = "REDISOLAR_"
@@ -67,6 +68,7 @@ OPTIONS: dict[str, Option] = {
     "SEARCH_BACKEND": Option(str, choices=SEARCH_BACKENDS),
     "RETENTION_DAYS": Option(float, low=0, high=36_500),
     "CLOCK_SKEW_SECONDS": Option(float, low=0, high=86_400 * 366),
+    "MAX_READING_WH": Option(float, low=1, high=MAX_READING_WH_LIMIT),
     "MAX_BATCH_READINGS": Option(int, low=1, high=10_000_000),
     "MAX_CONTENT_LENGTH": Option(int, low=1024, high=2**40),
     "SUMMARY_CACHE_SECONDS": Option(float, low=0, high=86_400),
@@ -91,6 +93,9 @@ DEFAULTS: dict[str, Any] = {
     "SEARCH_BACKEND": "auto",
     "RETENTION_DAYS": 30.0,  # 0 keeps every reading
     "CLOCK_SKEW_SECONDS": 300.0,  # how far in the future a reading's timestamp may lie
+    # the most energy one reading may carry (Wh): 1e11 = 100 GWh, more than the largest solar complex
+    # yields in a day; it keeps every stored sum finite (models.site.MeterReading: "Bounds")
+    "MAX_READING_WH": DEFAULT_MAX_READING_WH,
     "MAX_BATCH_READINGS": 10_000,
     "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,  # bytes of a request body (Flask's key)
     "SUMMARY_CACHE_SECONDS": 0.0,  # 0: the fleet summary is computed on every request

@@ -14,7 +14,9 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates
 
 from redisolar.models.site import (
+    ABSOLUTE_ZERO_C,
     MAX_SITE_ID,
+    MAX_TEMP_C,
     Coordinate,
     MeterReading,
     Site,
@@ -30,6 +32,25 @@ def _text(min_length: int, max_length: int) -> fields.String:
     return fields.String(
         required=True,
         validate=[validate.Length(min=min_length, max=max_length), _NOT_BLANK, _NO_CONTROL],
+    )
+
+
+class EnergyBound(validate.Validator):
+    """At most ``MeterReading.max_reading_wh`` (``MAX_READING_WH``), read when validating (the app
+    configures it at start-up)."""
+
+    def __call__(self, value: float) -> float:
+        bound = MeterReading.max_reading_wh
+        if value > bound:
+            raise ValidationError(f"Must be at most {bound:g} Wh (MAX_READING_WH).")
+        return value
+
+
+def _energy(what: str) -> fields.Float:
+    return fields.Float(
+        required=True,
+        validate=[validate.Range(min=0), EnergyBound()],
+        metadata={"description": f"Wh {what} since the previous reading, 0 to MAX_READING_WH (1e11)"},
     )
 
 
@@ -73,9 +94,9 @@ class MeterReadingSchema(Schema):
 
     site_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_SITE_ID))
     timestamp = fields.DateTime(required=True)
-    wh_generated = fields.Float(required=True, validate=validate.Range(min=0))
-    wh_used = fields.Float(required=True, validate=validate.Range(min=0))
-    temp_c = fields.Float(required=True, validate=validate.Range(min=-273.15))
+    wh_generated = _energy("generated")
+    wh_used = _energy("used")
+    temp_c = fields.Float(required=True, validate=validate.Range(min=ABSOLUTE_ZERO_C, max=MAX_TEMP_C))
 
     @validates("timestamp")
     def validate_timestamp(self, value: datetime, **kwargs: Any) -> None:

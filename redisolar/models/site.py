@@ -17,6 +17,14 @@ from redisolar.timeutil import as_utc, to_ms, utcnow
 
 MAX_SITE_ID = 2**53 - 1  # ids become key segments and JSON numbers: keep them exact everywhere
 ABSOLUTE_ZERO_C = -273.15
+MAX_TEMP_C = 1000.0
+"""The hottest plausible reading (°C): hotter than any panel, inverter or meter survives."""
+DEFAULT_MAX_READING_WH = 1e11
+"""The default bound on the energy of one reading (Wh): 100 GWh, more than the largest solar complex
+on Earth yields in a whole day (Talatan, Qinghai, about 16 GW peak × at most 6 full-sun hours ≈ 96 GWh),
+so no honest meter reports more in one reading. Configurable: ``MAX_READING_WH``."""
+MAX_READING_WH_LIMIT = 1e15
+"""The largest value ``MAX_READING_WH`` may be configured to (see :class:`MeterReading`: bounds)."""
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -105,6 +113,25 @@ class MeterReading:
 
     ``max_clock_skew`` bounds how far in the future a timestamp may lie (meters' clocks drift); the
     application sets it from its configuration with :func:`configure_clock_skew`.
+
+    Bounds (``-0.0`` is stored as ``0.0``): energies in ``[0, max_reading_wh]`` Wh (configured with
+    :func:`configure_reading_bounds`, default :data:`DEFAULT_MAX_READING_WH` = 1e11, at most
+    :data:`MAX_READING_WH_LIMIT` = 1e15), temperature in ``[-273.15, 1000]`` °C. They keep every stored
+    aggregate finite (the largest double is about 1.8e308); with B = 1e15, the largest configurable bound:
+
+    - a site's day total: at most 86,400,000 distinct ms timestamps × B = 8.64e22 Wh;
+    - any range of a site (30 days, or everything: timestamps lie between 1970 and now + at most 366
+      days of clock skew, under 2e12 ms): at most 2e12 × B = 2e27 Wh; used energy and net generation
+      alike (|net| ≤ B per reading);
+    - a day board's running sum over all MAX_SITE_ID ≈ 9.0e15 sites: 9.0e15 × 8.64e22 ≈ 7.8e38 Wh;
+    - a fleet hour: 3,600,000 ms × 9.0e15 sites × B ≈ 3.2e37 Wh; a summary of 9,600 hours ≈ 3.1e41;
+    - efficiency (capacity ≥ 0.1 kW by schema): 100 × 8.64e22 / (0.1 × 1000 × 24) = 3.6e21 % per
+      site-day, 3.2e37 summed over every site; over a range of 1 ms, 100 × B / (0.1 × 1000 / 3.6e6)
+      = 3.6e21 %;
+    - temperature sums (averages): 2e12 readings × 1000 °C = 2e15; running differences (new − old) in
+      the Lua scripts stay below twice these sums.
+
+    All lie below 1e42, far from 1.8e308, so no aggregate can overflow, whatever is sent.
     """
 
     site_id: int
@@ -114,22 +141,14 @@ class MeterReading:
     temp_c: float  # Temperature in Celsius
 
     max_clock_skew: ClassVar[timedelta] = timedelta(minutes=5)
+    max_reading_wh: ClassVar[float] = DEFAULT_MAX_READING_WH
 
     def __post_init__(self) -> None:
         check_site_id(self.site_id)
         object.__setattr__(self, "timestamp", check_reading_time(self.timestamp))
-        generated = check_finite("Generated energy", self.wh_generated)
-        used = check_finite("Used energy", self.wh_used)
-        temp = check_finite("Temperature", self.temp_c)
-        if generated < 0:
-            raise ValueError("Generated energy cannot be negative")
-        if used < 0:
-            raise ValueError("Used energy cannot be negative")
-        if temp < ABSOLUTE_ZERO_C:
-            raise ValueError("Temperature cannot be below absolute zero (-273.15 °C)")
-        object.__setattr__(self, "wh_generated", generated)
-        object.__setattr__(self, "wh_used", used)
-        object.__setattr__(self, "temp_c", temp)
+        object.__setattr__(self, "wh_generated", check_energy("Generated energy", self.wh_generated))
+        object.__setattr__(self, "wh_used", check_energy("Used energy", self.wh_used))
+        object.__setattr__(self, "temp_c", check_temperature(self.temp_c))
 
     @property
     def net_generation(self) -> float:
@@ -159,6 +178,35 @@ def check_reading_time(timestamp: object) -> datetime:
             f"(allowed clock skew: {int(MeterReading.max_clock_skew.total_seconds())} s)"
         )
     return value
+
+
+def check_energy(name: str, value: object) -> float:
+    """Return ``value`` as a float (``-0.0`` as ``0.0``) if it is an energy in
+    ``[0, MeterReading.max_reading_wh]`` Wh, else raise ValueError."""
+    energy = check_finite(name, value) + 0.0  # -0.0 + 0.0 == +0.0
+    if energy < 0:
+        raise ValueError(f"{name} cannot be negative")
+    if energy > MeterReading.max_reading_wh:
+        raise ValueError(f"{name} must be at most {MeterReading.max_reading_wh:g} Wh (MAX_READING_WH)")
+    return energy
+
+
+def check_temperature(value: object) -> float:
+    """Return ``value`` as a float (``-0.0`` as ``0.0``) if it is a temperature in ``[-273.15, 1000]``
+    °C, else raise ValueError."""
+    temp = check_finite("Temperature", value) + 0.0
+    if temp < ABSOLUTE_ZERO_C:
+        raise ValueError("Temperature cannot be below absolute zero (-273.15 °C)")
+    if temp > MAX_TEMP_C:
+        raise ValueError(f"Temperature must be at most {MAX_TEMP_C:g} °C")
+    return temp
+
+
+def configure_reading_bounds(max_reading_wh: float) -> None:
+    """Set the largest energy one reading may carry, in Wh (process-wide)."""
+    if not 0 < max_reading_wh <= MAX_READING_WH_LIMIT:
+        raise ValueError(f"The bound on a reading's energy must be in (0, {MAX_READING_WH_LIMIT:g}] Wh")
+    MeterReading.max_reading_wh = float(max_reading_wh)
 
 
 def configure_clock_skew(allowance: timedelta) -> None:
