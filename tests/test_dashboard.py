@@ -70,6 +70,19 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def base_url(backend_server: BackendServer, client: redis.Redis) -> Iterator[str]:
     """A live server (create_app on the flushed private Redis, sample data loaded); its base URL."""
+    yield from _serve(_sample_app(backend_server))
+
+
+@pytest.fixture
+def keyed_server(backend_server: BackendServer, client: redis.Redis) -> Iterator[tuple[str, str]]:
+    """A live server with AUTH_MODE=required; its base URL and a read key."""
+    app = _sample_app(backend_server, AUTH_MODE="required")
+    _, secret = get_services(app).create_api_key("read", name="dashboard")
+    for url in _serve(app):
+        yield url, secret
+
+
+def _sample_app(backend_server: BackendServer, **config: Any) -> Any:
     server = backend_server.server
     app = create_app(
         "test",
@@ -77,9 +90,14 @@ def base_url(backend_server: BackendServer, client: redis.Redis) -> Iterator[str
             "TESTING": True,
             "REDIS_URL": f"redis://{server.host}:{server.port}/0",
             "DASHBOARD_REFRESH_MS": REFRESH_MS,
+            **config,
         },
     )
     load_plan(get_services(app), plan_sample_data())
+    return app
+
+
+def _serve(app: Any) -> Iterator[str]:
     http = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=http.serve_forever, name="dashboard-test-server", daemon=True)
     thread.start()
@@ -328,3 +346,37 @@ def test_pages_fit_a_phone_screen(open_page: Any, base_url: str, path: str) -> N
     assert overflow <= 0
     tab.screenshot("phone-" + ("fleet" if path == "/dashboard" else "site"))
     assert tab.errors == []
+
+
+def test_under_required_keys_the_dashboard_asks_once_and_sends_the_key_as_a_header(
+    browser: Any, keyed_server: tuple[str, str]
+) -> None:
+    base_url, secret = keyed_server
+    tab = Page(browser, base_url, viewport={"width": 1280, "height": 900})
+    try:
+        page = tab.page
+        sent: list[tuple[str, str | None]] = []
+        page.on("request", lambda r: sent.append((r.url, r.headers.get("x-api-key"))))
+        page.goto(f"{base_url}/dashboard")
+        form = page.locator("#key-form")
+        form.wait_for(state="visible")
+        assert "needs an API key" in form.inner_text()
+        tab.screenshot("fleet-asks-for-a-key")
+        page.fill("#key-input", secret)
+        page.click("#key-form button[type=submit]")
+        page.wait_for_selector("#map a.marker")
+        assert page.locator("#map a.marker").count() == 5
+        assert form.is_hidden()
+        page.goto(f"{base_url}/sites/2")  # the key is remembered: no second question
+        wait_for_charts(page)
+        assert form.is_hidden()
+        keyed = [(url, key) for url, key in sent if "/api/" in url and key is not None]
+        assert keyed and all(key == secret for _, key in keyed)
+        assert all(secret not in url for url, _ in sent), "the key never goes in a URL"
+        assert tab.context.cookies() == [], "nor in a cookie"
+        page.evaluate("localStorage.setItem('redisolar.apiKey', 'rsk_000000000000_' + 'x'.repeat(43))")
+        page.reload()
+        form.wait_for(state="visible")
+        assert "refused" in form.inner_text()
+    finally:
+        tab.context.close()

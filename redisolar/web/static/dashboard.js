@@ -65,10 +65,48 @@
     }
   }
 
+  // -- the API key, when the server asks for one (AUTH_MODE=required) ------------------------------------
+  // Kept in this browser's localStorage and sent as the X-API-Key header: never in a URL or a cookie.
+  const KEY_STORE = "redisolar.apiKey";
+  const keyForm = document.getElementById("key-form");
+
+  function storedKey() {
+    try {
+      return localStorage.getItem(KEY_STORE) || "";
+    } catch (err) {
+      return "";
+    }
+  }
+  function saveKey(key) {
+    try {
+      if (key) localStorage.setItem(KEY_STORE, key);
+      else localStorage.removeItem(KEY_STORE);
+    } catch (err) {
+      /* storage disabled: the key lasts as long as the page */
+    }
+  }
+  function askForKey(message) {
+    if (!keyForm || !keyForm.hidden) return;
+    document.getElementById("key-message").textContent = message;
+    keyForm.hidden = false;
+    statusLine.textContent = "Needs an API key";
+    document.getElementById("key-input").focus();
+  }
+  if (keyForm) {
+    keyForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      saveKey(document.getElementById("key-input").value.trim());
+      window.location.reload();
+    });
+  }
+
   async function api(path) {
+    const headers = { Accept: "application/json" };
+    const key = storedKey();
+    if (key) headers["X-API-Key"] = key;
     let response;
     try {
-      response = await fetch(API + path, { headers: { Accept: "application/json" }, cache: "no-store" });
+      response = await fetch(API + path, { headers, cache: "no-store", credentials: "omit" });
     } catch (err) {
       throw new ApiError(0, "the API cannot be reached");
     }
@@ -80,6 +118,14 @@
     }
     if (!response.ok) {
       const message = (data && (data.error || data.message)) || response.statusText || "error";
+      if (response.status === 401) {
+        if (key) saveKey("");
+        askForKey(
+          key
+            ? `The saved API key was refused (${message}). Enter a read key.`
+            : "This RediSolar server needs an API key to show its data. Enter a read key."
+        );
+      }
       throw new ApiError(response.status, message);
     }
     return data;
