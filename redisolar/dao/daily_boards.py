@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 
 import redis
@@ -55,10 +55,14 @@ class DailyBoards:
         return max(keep_until_ms // 1000, int(time.time()) + 86_400)
 
     def apply(
-        self, scores: Iterable[tuple[int, int, int, float, float | None]], extra: Extra | None = None
+        self,
+        scores: Iterable[tuple[int, int, int, float, float | None]],
+        extra: Extra | None = None,
+        also: Sequence[ScriptCall] = (),
     ) -> int:
         """Apply ``(site_id, day_number, version, generation_wh, capacity_kw)`` tuples in one round trip
-        (with the commands ``extra`` queues). Returns how many (site, day) scores changed."""
+        (with the script calls ``also``, e.g. the fleet rollup's, and the commands ``extra`` queues).
+        Returns how many (site, day) scores changed."""
         by_day: dict[int, list[str | int]] = defaultdict(list)
         for site_id, day_number, version, generation, capacity in scores:
             efficiency = efficiency_percent(generation, capacity, HOURS_PER_DAY)
@@ -71,13 +75,14 @@ class DailyBoards:
         calls = [self._call(day_number, args) for day_number, args in by_day.items()]
         days_key = self.keys.leaderboard_days_key()
 
-        def also(pipe: Pipeline) -> None:
+        def index_days(pipe: Pipeline) -> None:
             if by_day:
                 pipe.zadd(days_key, {str(d): d for d in by_day})
             if extra is not None:
                 extra(pipe)
 
-        return sum(int(r) for r in run_scripts(self.client, calls, also))
+        replies = run_scripts(self.client, [*calls, *also], index_days)
+        return sum(int(r) for r in replies[: len(calls)])
 
     def _call(self, day_number: int, args: list[str | int]) -> ScriptCall:
         day = day_of(day_number)

@@ -54,6 +54,18 @@ def run_scripts(client: redis.Redis, calls: list[ScriptCall], extra: Extra | Non
 
     Returns one result per call, in order; an error is raised (the first one), after everything ran.
     """
+    results = run_scripts_collect(client, calls, extra)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
+
+
+def run_scripts_collect(
+    client: redis.Redis, calls: list[ScriptCall], extra: Extra | None = None
+) -> list[Any]:
+    """As :func:`run_scripts`, but a call's error is returned in its place instead of raised (the
+    caller can act on the calls that succeeded, then raise); ``extra``'s errors are still raised."""
     if not calls and extra is None:
         return []
     results = _execute(client, calls, extra)
@@ -63,9 +75,6 @@ def run_scripts(client: redis.Redis, calls: list[ScriptCall], extra: Extra | Non
             client.script_load(lua.source)
         for i, result in zip(missing, _execute(client, [calls[i] for i in missing]), strict=True):
             results[i] = result
-    for result in results:
-        if isinstance(result, Exception):
-            raise result
     return results
 
 

@@ -9,14 +9,15 @@ same answers for the same data:
 - retention counts back from the site's newest reading; a reading older than that is refused with
   :class:`~redisolar.errors.InvalidReading` (nothing of its batch is written);
 - ``add_readings_batch`` validates the whole batch first, then writes each site's part atomically and
-  sets that site's daily generation and efficiency leaderboard scores from the stored day totals.
+  sets that site's daily generation and efficiency leaderboard scores from the stored day totals, and
+  its entries of the fleet's hourly rollup (:mod:`redisolar.dao.fleet_hours`) from the stored hour
+  totals. When a site's script refuses its part (another writer advanced its retention window), the
+  other sites' parts are stored with their boards and rollup entries, then the error is raised.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,8 +27,9 @@ from redis.client import Pipeline
 from redis.exceptions import ResponseError
 
 from redisolar.dao.daily_boards import DailyBoards, efficiency_percent
+from redisolar.dao.fleet_hours import FleetHours, HourSums
 from redisolar.dao.key_manager import KeyManager, key_manager
-from redisolar.dao.scripts import run_scripts
+from redisolar.dao.scripts import run_scripts_collect
 from redisolar.dao.timeseries.base import (
     AGGREGATIONS,
     Backend,
@@ -79,6 +81,7 @@ class TimeSeriesDao:
         self._backend_name = backend
         self._backend: Backend | None = None
         self.boards = DailyBoards(redis_client, self.keys, retention_ms)
+        self.fleet = FleetHours(redis_client, self.keys, retention_ms)
 
     @property
     def backend(self) -> Backend:
@@ -116,33 +119,38 @@ class TimeSeriesDao:
         self._check_retention(by_site)
         site_ids = list(by_site)
         calls = [self.backend.write_call(s, by_site[s]) for s in site_ids]
-        try:
-            replies = run_scripts(self.redis, calls)
-        except ResponseError as exc:
-            self._raise_if_retention(exc)
-            raise
-        outcomes = [parse_write_outcome(s, r) for s, r in zip(site_ids, replies, strict=True)]
+        replies = run_scripts_collect(self.redis, calls)
+        outcomes = [
+            parse_write_outcome(s, r)
+            for s, r in zip(site_ids, replies, strict=True)
+            if not isinstance(r, Exception)
+        ]
+        if outcomes:
+            self._apply_derived(outcomes)
+        for reply in replies:  # the sites that were written are accounted for: now say what failed
+            if isinstance(reply, Exception):
+                if isinstance(reply, ResponseError):
+                    self._raise_if_retention(reply)
+                raise reply
+        return sum(len(records) for records in by_site.values())
+
+    def _apply_derived(self, outcomes: list[WriteOutcome]) -> None:
+        """Set the written sites' day board scores and fleet hour entries from the absolute totals
+        their scripts returned, and their newest readings: one round trip."""
         self.boards.apply(
             (
                 (o.site_id, day, o.version, total, o.capacity)
                 for o in outcomes
                 for day, total in o.day_sums.items()
             ),
-            extra=lambda pipe: self._update_fleet(pipe, outcomes),
+            extra=lambda pipe: self._update_last_seen(pipe, outcomes),
+            also=self.fleet.calls(
+                (o.site_id, hour, o.version, total) for o in outcomes for hour, total in o.hour_sums.items()
+            ),
         )
-        return sum(len(records) for records in by_site.values())
 
-    def _update_fleet(self, pipe: Pipeline, outcomes: list[WriteOutcome]) -> None:
-        """Queue the fleet rollups' updates: hourly generation (exact changes, which commute, so
-        concurrent writers need no ordering) and each site's newest reading."""
-        hourly: dict[int, float] = defaultdict(float)
-        for outcome in outcomes:
-            for hour, delta in outcome.hour_deltas.items():
-                hourly[hour] += delta
-        key = self.keys.fleet_hourly_generation_key()
-        for hour, delta in hourly.items():
-            if delta:
-                pipe.hincrbyfloat(key, str(hour), delta)
+    def _update_last_seen(self, pipe: Pipeline, outcomes: list[WriteOutcome]) -> None:
+        """Queue each site's newest reading (ZADD GT: a late update never goes backwards)."""
         pipe.zadd(self.keys.fleet_last_seen_key(), {str(o.site_id): o.newest for o in outcomes}, gt=True)
 
     @staticmethod
@@ -286,24 +294,17 @@ class TimeSeriesDao:
         return self.backend.day_sums([check_site_id(s) for s in site_ids], start, end)
 
     def delete_site_data(self, site_id: int) -> None:
-        """Remove every key holding the site's readings (no KEYS scan: the keys are known), and take
-        its generation out of the fleet's hourly totals."""
+        """Remove every key holding the site's readings (no KEYS scan: the keys are known), and its
+        entries of the fleet's hourly rollup (removed outright, whatever their value)."""
         check_site_id(site_id)
         newest = self.backend.newest([site_id])[site_id]
         hourly: list[Point] = []
         if newest is not None:
             start = max(0, newest - self.default_retention) if self.default_retention else 0
-            hourly = self.backend.aggregate(
-                site_id, MetricType.WH_GENERATED, start, newest + 1, MS_PER_HOUR, "sum"
-            )
+            hourly = self.backend.hour_sums([(site_id, start, newest + 1)])[0]
         self.backend.delete(site_id)
-        pipe = self.redis.pipeline(transaction=False)
-        key = self.keys.fleet_hourly_generation_key()
-        for ts, total in hourly:
-            if total:
-                pipe.hincrbyfloat(key, str(ts // MS_PER_HOUR), -total)
-        pipe.zrem(self.keys.fleet_last_seen_key(), str(site_id))
-        pipe.execute()
+        self.fleet.remove_site(site_id, (ts // MS_PER_HOUR for ts, _ in hourly))
+        self.redis.zrem(self.keys.fleet_last_seen_key(), str(site_id))
 
     # -- fleet rollups -------------------------------------------------------------------------------
     def get_fleet_generation(self, now: datetime, hours: int = 24) -> FleetGeneration:
@@ -312,23 +313,44 @@ class TimeSeriesDao:
         if not 1 <= hours <= 24 * 400:
             raise InvalidQuery("hours must be between 1 and 9600")
         last = to_ms(now) // MS_PER_HOUR
-        fields = [str(h) for h in range(last - hours + 1, last + 1)]
         start = (last - hours + 1) * MS_PER_HOUR
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hmget(self.keys.fleet_hourly_generation_key(), fields)
         pipe.zcount(self.keys.fleet_last_seen_key(), start, "+inf")
-        totals, active = pipe.execute()
-        generation = math.fsum(float(v) for v in totals if v is not None)
+        self.fleet.queue_totals(pipe, range(last - hours + 1, last + 1))
+        active, *totals = pipe.execute()
+        generation = self.fleet.sum_totals(totals)
         return FleetGeneration(from_ms(start), as_utc(now), max(generation, 0.0), int(active))
 
-    def prune_fleet_hours(self, now: datetime) -> int:
-        """Drop hourly fleet totals older than the retention window. Returns how many were dropped."""
-        if not self.default_retention:
-            return 0
-        key = self.keys.fleet_hourly_generation_key()
-        oldest = (to_ms(now) - self.default_retention) // MS_PER_HOUR
-        stale = [h for h in self.redis.hkeys(key) if int(h) < oldest]
-        return int(self.redis.hdel(key, *stale)) if stale else 0
+    def rebuild_fleet_hours(self, site_ids: Sequence[int], now: datetime) -> int:
+        """Rebuild the fleet's hourly rollup from the readings of ``site_ids`` (every live site) over
+        the retention window ending with the current hour (the last 30 days when retention is 0),
+        dropping the entries of other sites. Returns how many hours have entries."""
+        last = to_ms(now) // MS_PER_HOUR
+        window = self.default_retention or DEFAULT_RETENTION_MS
+        self.redis.delete(self.keys.legacy_fleet_hourly_key())  # written by earlier versions
+        return self.fleet.rebuild(
+            list(site_ids), range(last - window // MS_PER_HOUR, last + 1), self.hour_sums
+        )
+
+    def hour_sums(self, site_ids: list[int], start: int, end: int) -> HourSums:
+        """Each site's data version and generation per clock hour in ``[start, end)`` (ms), for the
+        sites with readings: three round trips (versions first, so a version is never newer than
+        the data read with it)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for site_id in site_ids:
+            pipe.hget(self.keys.series_meta_key(site_id), "v")
+        versions = dict(zip(site_ids, pipe.execute(), strict=True))
+        newest = self.backend.newest(site_ids)
+        ranges = [
+            (s, max(start, newest_ms - self.default_retention) if self.default_retention else start, end)
+            for s, newest_ms in newest.items()
+            if newest_ms is not None and versions[s] is not None
+        ]
+        sums = self.backend.hour_sums(ranges)
+        return {
+            s: (int(versions[s]), {ts // MS_PER_HOUR: wh for ts, wh in points})
+            for (s, _, _), points in zip(ranges, sums, strict=True)
+        }
 
     @staticmethod
     def _range(site_id: int, start_time: datetime, end_time: datetime) -> tuple[int, int]:

@@ -7,7 +7,7 @@
 -- ARGV[3] the readings: 32-byte records '<dddd' (ms timestamp, generated, used, temperature),
 --         sorted by timestamp, timestamps unique.
 -- Returns {version, capacity or '', {day, generation sum of that day, ...} for every day touched,
--- {hour, change of that hour's generation, ...}, newest ms}, or the error
+-- {hour, the site's generation sum of that hour, ...} for every hour touched, newest ms}, or the error
 -- 'RETENTION <oldest allowed ms>' without writing anything.
 local DAY = 86400000
 local HOUR = 3600000
@@ -34,15 +34,14 @@ local function last_offset(key, len)
   return struct.unpack('<I4', redis.call('GETRANGE', key, len - REC, len - REC + 3))
 end
 
--- How much each touched hour's generation changes: new values in, replaced values out.
-local hour_delta, hours = {}, {}
-local function add_to_hour(ts, amount)
+-- The hours the write touches; their absolute sums are computed from the stored data at the end.
+local hour_sum, hours = {}, {}
+local function touch_hour(ts)
   local hour = math.floor(ts / HOUR)
-  if hour_delta[hour] == nil then
-    hour_delta[hour] = 0
+  if hour_sum[hour] == nil then
+    hour_sum[hour] = 0.0
     hours[#hours + 1] = hour
   end
-  hour_delta[hour] = hour_delta[hour] + amount
 end
 
 local function merge(key, day, new_offsets, new_records)
@@ -57,11 +56,7 @@ local function merge(key, day, new_offsets, new_records)
       out[#out + 1] = string.sub(old, (i - 1) * REC + 1, i * REC)
       i = i + 1
     else
-      if old_off == new_offsets[j] then
-        local _, old_generated = struct.unpack('<I4d', old, (i - 1) * REC + 1)
-        add_to_hour(day * DAY + old_off, -old_generated)
-        i = i + 1
-      end
+      if old_off == new_offsets[j] then i = i + 1 end
       out[#out + 1] = new_records[j]
       j = j + 1
     end
@@ -93,7 +88,7 @@ while pos <= #data do
     if math.floor(t / DAY) ~= day then break end
     offsets[#offsets + 1] = t - day * DAY
     records[#records + 1] = struct.pack('<I4ddd', t - day * DAY, g, u, c)
-    add_to_hour(t, g)
+    touch_hour(t)
     pos = pos + 32
   end
   write_day(day, offsets, records)
@@ -126,16 +121,21 @@ for _, day in ipairs(days) do
     local sum = 0
     for p = 1, #part, REC do
       local off, g = struct.unpack('<I4d', part, p)
-      if day * DAY + off >= cutoff then sum = sum + g end
+      local ts = day * DAY + off
+      if ts >= cutoff then
+        sum = sum + g
+        local hour = math.floor(ts / HOUR)
+        if hour_sum[hour] then hour_sum[hour] = hour_sum[hour] + g end
+      end
     end
     day_sums[#day_sums + 1] = day
     day_sums[#day_sums + 1] = string.format('%.17g', sum)
   end
 end
-local hour_changes = {}
+local hour_sums = {}
 for _, hour in ipairs(hours) do
-  hour_changes[#hour_changes + 1] = hour
-  hour_changes[#hour_changes + 1] = string.format('%.17g', hour_delta[hour])
+  hour_sums[#hour_sums + 1] = hour
+  hour_sums[#hour_sums + 1] = string.format('%.17g', hour_sum[hour])
 end
-return {version, redis.call('HGET', KEYS[2], 'capacity') or '', day_sums, hour_changes,
+return {version, redis.call('HGET', KEYS[2], 'capacity') or '', day_sums, hour_sums,
   string.format('%d', newest)}

@@ -6,7 +6,7 @@
 --         sorted by timestamp, timestamps unique. Numbers are passed to the module as Lua numbers:
 --         Redis turns them into round-trip exact text.
 -- Returns {version, capacity or '', {day, generation sum of that day, ...} for every day touched,
--- {hour, change of that hour's generation, ...}, newest ms}, or the error
+-- {hour, the site's generation sum of that hour, ...} for every hour touched, newest ms}, or the error
 -- 'RETENTION <oldest allowed ms>' without writing anything.
 local DAY = 86400000
 local HOUR = 3600000
@@ -40,16 +40,6 @@ if not exists then
   end
 end
 
-local replaced = {}
-if stored_newest and first_ts <= stored_newest then -- some readings may overwrite stored ones
-  for _, sample in ipairs(redis.call('TS.RANGE', KEYS[1], string.format('%d', first_ts),
-      string.format('%d', last_ts))) do
-    local v = sample[2]
-    if type(v) == 'table' then v = v.ok or v.double end
-    replaced[tonumber(sample[1])] = tonumber(v)
-  end
-end
-
 -- The readings go to TS.MADD in chunks (a Lua call takes at most ~8000 arguments). Counters, not the
 -- # operator, index the tables: this loop is the hot path of ingest.
 local KEY1, KEY2, KEY3 = KEYS[1], KEYS[2], KEYS[3]
@@ -62,10 +52,10 @@ local function flush()
     n = 0
   end
 end
--- How much each touched hour's generation changes: new values in, replaced values out.
-local hours, hour_delta, nhours = {}, {}, 0
+-- The hours and days the write touches; their sums are read back from the series at the end.
+local hours, touched, nhours = {}, {}, 0
 local days, ndays = {}, 0
-local hour, delta, day = nil, 0, nil
+local hour, day = nil, nil
 for pos = 1, #data, 32 do
   local t, g, u, c = struct.unpack('<dddd', data, pos)
   local ts = string.format('%d', t) -- converted once, not once per series
@@ -75,15 +65,12 @@ for pos = 1, #data, 32 do
   n = n + 9
   if n >= 3000 then flush() end
   local h = math.floor(t / HOUR)
-  if h ~= hour then
-    if hour ~= nil then hour_delta[hour] = (hour_delta[hour] or 0) + delta end
-    if hour_delta[h] == nil then
-      nhours = nhours + 1
-      hours[nhours] = h
-    end
-    hour, delta = h, 0
+  if h ~= hour and not touched[h] then
+    touched[h] = true
+    nhours = nhours + 1
+    hours[nhours] = h
   end
-  delta = delta + g - (replaced[t] or 0)
+  hour = h
   local d = math.floor(t / DAY)
   if d ~= day and (ndays == 0 or days[ndays] ~= d) then
     ndays = ndays + 1
@@ -91,7 +78,6 @@ for pos = 1, #data, 32 do
   end
   day = d
 end
-hour_delta[hour] = (hour_delta[hour] or 0) + delta
 flush()
 
 local now = redis.call('TIME')
@@ -100,20 +86,27 @@ local previous = tonumber(redis.call('HGET', KEYS[4], 'v'))
 if previous and previous >= version then version = previous + 1 end
 redis.call('HSET', KEYS[4], 'v', string.format('%d', version))
 
-local day_sums = {}
+local function value(v)
+  if type(v) == 'table' then return v.ok or v.double end -- the module may reply with a status
+  return v
+end
+local function sums_of(day, bucket)
+  return redis.call('TS.RANGE', KEYS[1], string.format('%d', math.max(day * DAY, cutoff)),
+    string.format('%d', day * DAY + DAY - 1), 'AGGREGATION', 'sum', bucket)
+end
+local day_sums, hour_sum = {}, {}
 for _, day in ipairs(days) do
-  local from = math.max(day * DAY, cutoff)
-  local sums = redis.call('TS.RANGE', KEYS[1], string.format('%d', from),
-    string.format('%d', day * DAY + DAY - 1), 'AGGREGATION', 'sum', DAY)
-  local total = (sums[1] and sums[1][2]) or '0'
-  if type(total) == 'table' then total = total.ok or total.double end -- the module replies with a status
+  local sums = sums_of(day, DAY)
   day_sums[#day_sums + 1] = day
-  day_sums[#day_sums + 1] = total
+  day_sums[#day_sums + 1] = (sums[1] and value(sums[1][2])) or '0'
+  for _, bucket in ipairs(sums_of(day, HOUR)) do
+    hour_sum[math.floor(tonumber(bucket[1]) / HOUR)] = value(bucket[2])
+  end
 end
-local hour_changes = {}
+local hour_sums = {}
 for _, hour in ipairs(hours) do
-  hour_changes[#hour_changes + 1] = hour
-  hour_changes[#hour_changes + 1] = string.format('%.17g', hour_delta[hour])
+  hour_sums[#hour_sums + 1] = hour
+  hour_sums[#hour_sums + 1] = hour_sum[hour] or '0'
 end
-return {version, redis.call('HGET', KEYS[5], 'capacity') or '', day_sums, hour_changes,
+return {version, redis.call('HGET', KEYS[5], 'capacity') or '', day_sums, hour_sums,
   string.format('%d', newest)}

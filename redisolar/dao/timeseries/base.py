@@ -27,13 +27,14 @@ Point = tuple[int, float]
 @dataclass(frozen=True)
 class WriteOutcome:
     """What a site's write returned: its new data version, its capacity, the generation total of
-    every day it touched, how much it changed each touched hour's generation, its newest reading."""
+    every day it touched and of every clock hour it touched (absolute sums of the stored data, so a
+    retried update with them changes nothing), its newest reading."""
 
     site_id: int
     version: int
     capacity: float | None
     day_sums: dict[int, float]
-    hour_deltas: dict[int, float]
+    hour_sums: dict[int, float]
     newest: int
 
 
@@ -78,6 +79,9 @@ class Backend(Protocol):
 
     def latest(self, site_id: int) -> dict[MetricType, Point]:
         """The newest point of every metric (empty when the site has no readings)."""
+
+    def hour_sums(self, ranges: list[tuple[int, int, int]]) -> list[list[Point]]:
+        """Hourly generation sums of each ``(site_id, start, end)``, one round trip."""
 
     def stats(self, site_id: int, start: int, end: int) -> tuple[PeriodStats | None, float | None]:
         """Reductions over ``[start, end)`` and the site's capacity (kW, None if unknown)."""

@@ -24,6 +24,8 @@ from redisolar.dao.timeseries.base import (
 )
 from redisolar.models.site import MetricType
 
+HOUR = 3_600_000
+
 _METRIC_INDEX = {
     MetricType.WH_GENERATED: 1,
     MetricType.WH_USED: 2,
@@ -74,6 +76,16 @@ class CoreBackend:
     ) -> list[Point]:
         reply = self._read(site_id, "agg", start, end, _METRIC_INDEX[metric], aggregation, bucket)
         return parse_flat_points(reply)
+
+    def hour_sums(self, ranges: list[tuple[int, int, int]]) -> list[list[Point]]:
+        calls = [self._agg_call(site_id, start, end, "sum", HOUR) for site_id, start, end in ranges]
+        return [parse_flat_points(reply) for reply in run_scripts(self.client, calls)]
+
+    def _agg_call(self, site_id: int, start: int, end: int, aggregation: str, bucket: int) -> ScriptCall:
+        """The ``core_read.lua`` call aggregating a site's generation in epoch-aligned buckets."""
+        prefix = self.keys.core_partition_prefix(site_id)
+        args = (self.retention_ms, prefix, "agg", start, end, 1, aggregation, bucket)
+        return ScriptCall(script("core_read"), (self.keys.series_meta_key(site_id),), args)
 
     def latest(self, site_id: int) -> dict[MetricType, Point]:
         reply = self._read(site_id, "latest", 0, 0)

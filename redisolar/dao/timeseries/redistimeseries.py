@@ -32,6 +32,7 @@ from redisolar.dao.timeseries.base import (
 from redisolar.models.site import MetricType
 
 _SERIES = (MetricType.WH_GENERATED, MetricType.WH_USED, MetricType.TEMP_C)
+HOUR = 3_600_000
 
 
 def _missing(reply: Any) -> bool:
@@ -96,6 +97,16 @@ class RedisTimeSeriesBackend:
         key = self.keys.timeseries_key(site_id, metric)
         reply = self._run(("TS.RANGE", key, start, end - 1, "AGGREGATION", aggregation, bucket))
         return parse_points(reply[0])
+
+    def hour_sums(self, ranges: list[tuple[int, int, int]]) -> list[list[Point]]:
+        replies = self._run(
+            *(
+                ("TS.RANGE", self.keys.timeseries_key(s, MetricType.WH_GENERATED), start, end - 1,
+                 "AGGREGATION", "sum", HOUR)
+                for s, start, end in ranges
+            )
+        )  # fmt: skip
+        return [parse_points(reply) for reply in replies]
 
     def latest(self, site_id: int) -> dict[MetricType, Point]:
         replies = self._run(*(("TS.GET", key) for key in self._series(site_id)))
