@@ -15,13 +15,14 @@ ordering. Deletion removes a site's entries outright; :meth:`FleetHours.rebuild`
 rewrites the entries from the readings, removes those of deleted sites and recomputes the totals.
 
 Memory (Redis 7/8, default ``hash-max-listpack-entries`` 128 and ``-value`` 64): a bucket of at most 100
-sites stays a listpack, where one site-hour costs its field (the id as an integer, 2-10 bytes) and its
-16-byte value with their headers, about 22 bytes, plus per hour and bucket one key (~100 bytes of key,
-dict entry, expiry entry and listpack header: about 1 byte per site-hour when buckets are full, as with
-consecutive ids). So about 23 bytes per site-hour: 10,000 sites × 30 days × 24 hours = 7.2 million
-site-hours ≈ 170 MB, plus 720 totals and indexes (negligible); about 7 % of what the readings
-themselves cost at one reading per 5 minutes (core: 12 × 28 = 336 bytes per site-hour). Sparse ids (one
-site per bucket) cost about 130 bytes per site-hour. Every key expires at the end of its hour plus
+sites stays a listpack, where one site-hour is its field (the id as an integer) and its 16-byte value
+with their headers, about 22 bytes; per hour come the total, the index and one hash per bucket, each
+a key (name, dict and expiry entries, object header). Measured here (``MEMORY USAGE`` of every key,
+200 consecutive ids × 24 hours): 25.5 bytes per site-hour, about 27 with the keyspace's own entries.
+So 10,000 sites × 30 days × 24 hours = 7.2 million site-hours ≈ 195 MB; about 8 % of what the
+readings themselves cost at one reading per 5 minutes (core: 12 × 28 = 336 bytes per site-hour), as
+much as they cost at one reading per hour. Sparse ids (one site per bucket) cost about 180 bytes per
+site-hour (123 measured plus the key entries). Every key expires at the end of its hour plus
 the retention (and not before a day from the write), as the day boards do.
 """
 
