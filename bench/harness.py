@@ -165,6 +165,11 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+NO_RATE_LIMITS = {"REDISOLAR_RATE_LIMIT_WRITES": "0", "REDISOLAR_RATE_LIMIT_READS": "0"}
+"""The load comes from one address far faster than the default budgets allow: throughput benchmarks
+run the project without limits unless they say otherwise (bench/http_auth.py measures their cost)."""
+
+
 def project_server(
     redis_url: str, port: int, workers: int, threads: int, extra_env: dict[str, str] | None = None
 ) -> Served:
@@ -175,7 +180,12 @@ def project_server(
     cli = [str(script)] if script.exists() else [sys.executable, "-m", "redisolar"]
     command = [*cli, "serve", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(workers), "--threads", str(threads), "--log-level", "warning"]
-    env = {"REDISOLAR_REDIS_URL": redis_url, "REDISOLAR_INSTANCE_PATH": instance, **(extra_env or {})}
+    env = {
+        "REDISOLAR_REDIS_URL": redis_url,
+        "REDISOLAR_INSTANCE_PATH": instance,
+        **NO_RATE_LIMITS,
+        **(extra_env or {}),
+    }
     return Served("redisolar", command, port, env=env, cwd=ROOT, probe="/api/analytics/summary")
 
 
@@ -200,7 +210,13 @@ def baseline_server(
 
 def shell_line(served: Served) -> str:
     """The server's command line, with the environment it was given (for the report)."""
-    keys = ("REDISOLAR_REDIS_URL", "PYTHONPATH", "SEEDREF_REDIS_PORT", "SEEDREF_REDIS_DB")
+    keys = (
+        "REDISOLAR_REDIS_URL",
+        "REDISOLAR_AUTH_MODE",
+        "REDISOLAR_RATE_LIMIT_WRITES",
+        "REDISOLAR_RATE_LIMIT_READS",
+    )
+    keys += ("PYTHONPATH", "SEEDREF_REDIS_PORT", "SEEDREF_REDIS_DB")
     env = " ".join(
         f"{k}={served.env[k]}" for k in keys if k in served.env and os.environ.get(k) != served.env[k]
     )
@@ -223,10 +239,12 @@ def run_loadgen(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 300.0) -> tuple[int, Any]:
+def http_json(
+    method: str, url: str, body: Any = None, timeout: float = 300.0, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     """One request with the standard library (setup and checks, not timed work): (status, JSON or None)."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:

@@ -23,6 +23,10 @@ The spec (JSON on stdin)::
       ]
     }
 
+A stream may carry ``"headers"`` (sent with each of its requests, e.g. an API key). With
+``"single": true`` (and ``batch_size`` 1) a ``readings`` stream posts one reading per request, a JSON
+object, to ``/api/analytics/readings/<id>``.
+
 A ``readings`` stream posts ``per_site`` batches per site to ``/api/analytics/readings/<id>/batch``,
 each of ``batch_size`` readings ``interval_ms`` apart; site ``s``'s batch ``k`` holds the readings
 ``start_ms + (k * batch_size + j) * interval_ms``. Bodies go out site-interleaved (batch 0 of every
@@ -57,6 +61,7 @@ import aiohttp
 from bench.procstat import cpu_of, machine_busy
 
 BATCH_PATH = "/api/analytics/readings/{site}/batch"
+SINGLE_PATH = "/api/analytics/readings/{site}"
 ERROR_SAMPLES = 5
 VALUE_POOL = 4096
 
@@ -108,15 +113,17 @@ def reading_bodies(spec: dict[str, Any]) -> list[tuple[str, bytes, int]]:
     ]
     site_ids: list[int] = spec["site_ids"]
     size, step, start = int(spec["batch_size"]), int(spec["interval_ms"]), int(spec["start_ms"])
+    single = bool(spec.get("single"))  # one reading per POST, as a JSON object (batch_size is 1)
     out: list[tuple[str, bytes, int]] = []
     for k in range(int(spec["per_site"])):
         heads = ['{"timestamp":"' + iso_ms(start + (k * size + j) * step) + '"' for j in range(size)]
         for n, site in enumerate(site_ids):
             offset = rng.randrange(VALUE_POOL)
-            body = (
-                "[" + ",".join(h + pool[(offset + j * 7 + n) % VALUE_POOL] for j, h in enumerate(heads)) + "]"
-            )
-            out.append((BATCH_PATH.format(site=site), body.encode(), size))
+            items = [h + pool[(offset + j * 7 + n) % VALUE_POOL] for j, h in enumerate(heads)]
+            if single:
+                out.append((SINGLE_PATH.format(site=site), items[0].encode(), 1))
+            else:
+                out.append((BATCH_PATH.format(site=site), ("[" + ",".join(items) + "]").encode(), size))
     return out
 
 
@@ -129,6 +136,7 @@ class Stream:
     connections: int
     limit: int | None
     paths: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
     bodies: list[tuple[str, bytes, int]] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
@@ -181,6 +189,7 @@ class Stream:
 def build_stream(spec: dict[str, Any]) -> Stream:
     method = spec.get("method", "GET").upper()
     stream = Stream(spec["name"], method, int(spec.get("connections", 1)), spec.get("limit"))
+    stream.headers = dict(spec.get("headers") or {})
     if method == "POST":
         stream.bodies = reading_bodies(spec["readings"])
     else:
@@ -194,7 +203,7 @@ async def one_request(
     session: aiohttp.ClientSession, base: str, stream: Stream, request: tuple[str, bytes | None, int]
 ) -> None:
     path, body, readings = request
-    headers = {"Content-Type": "application/json"} if body is not None else None
+    headers = {**stream.headers, "Content-Type": "application/json"} if body is not None else stream.headers
     began = time.perf_counter()
     try:
         async with session.request(stream.method, base + path, data=body, headers=headers) as response:
@@ -253,7 +262,8 @@ async def warm(streams: list[Stream], base: str, count: int) -> None:
             if stream.method != "GET":
                 continue
             for i in range(count):
-                async with session.get(base + stream.paths[i % len(stream.paths)]) as response:
+                path = base + stream.paths[i % len(stream.paths)]
+                async with session.get(path, headers=stream.headers) as response:
                     await response.read()
 
 

@@ -407,3 +407,74 @@ def test_no_secret_is_stored(make_app: Callable[..., Flask], raw: redis.Redis) -
     for secret in secrets:
         random_part = secret.split("_", 2)[2].encode()
         assert random_part not in stored and secret.encode() not in stored
+
+
+# -- what the checks cost ---------------------------------------------------------------------------------
+def round_trips(monkeypatch: pytest.MonkeyPatch, request: Callable[[], Any]) -> int:
+    """How many times the app's Redis connections sent something while ``request`` ran (a pipeline or
+    a single command is one round trip)."""
+    sent = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(command)
+        original(self, command, check_health)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+        response = request()
+    assert response.status_code in (200, 201), response.get_data(as_text=True)
+    return len(sent)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/analytics/readings/1/latest", None),
+        ("GET", "/api/analytics/summary", None),
+        ("POST", "/api/analytics/readings/1", "reading"),
+    ],
+)
+def test_keys_and_limits_cost_one_round_trip(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch, method: str, path: str, body: Any
+) -> None:
+    open_app = make_app(AUTH_MODE="off")
+    keyed_app = make_app(
+        AUTH_MODE="required", RATE_LIMIT_READS="1000/second", RATE_LIMIT_WRITES="1000/second"
+    )
+    auto_app = make_app(AUTH_MODE="auto", RATE_LIMIT_READS="1000/second", RATE_LIMIT_WRITES="1000/second")
+    services = get_services(keyed_app)
+    build_world(services)
+    for key in services.api_keys.find_all():  # auto with no key: this machine's requests need none
+        services.api_keys.revoke(key.id)
+    counts = {"anonymous": measure(auto_app, {}, method, path, body, monkeypatch)}
+    counts["off"] = measure(open_app, {}, method, path, body, monkeypatch)
+    admin = {"X-API-Key": services.create_api_key("admin")[1]}
+    counts["keys"] = measure(keyed_app, admin, method, path, body, monkeypatch)
+    assert counts["keys"] == counts["off"] + 1, counts
+    assert counts["anonymous"] == counts["off"] + 1, counts
+
+
+def measure(
+    app: Flask, headers: dict[str, str], method: str, path: str, body: Any, monkeypatch: pytest.MonkeyPatch
+) -> int:
+    """Round trips of one request (after a first one: backend detection, script loading)."""
+    http = app.test_client()
+    minutes = iter(range(100, 0, -1))
+
+    def send() -> Any:
+        payload = _reading(next(minutes)) if body else None
+        return http.open(path, method=method, json=payload, headers=headers)
+
+    send()
+    return round_trips(monkeypatch, send)
+
+
+def test_the_check_survives_a_script_flush(make_app: Callable[..., Flask]) -> None:
+    app = make_app(AUTH_MODE="required", RATE_LIMIT_READS="100/minute")
+    world = build_world(get_services(app))
+    http = app.test_client()
+    assert http.get("/api/analytics/summary", headers=world.headers("read")).status_code == 200
+    get_services(app).redis.script_flush()
+    response = http.get("/api/analytics/summary", headers=world.headers("read"))
+    assert response.status_code == 200 and response.headers["RateLimit"].startswith('"reads";r=98;')

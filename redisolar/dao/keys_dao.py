@@ -148,10 +148,15 @@ class ApiKeyDao:
     ) -> list[Any]:
         interval = f"{policy.interval_ms:.6f}" if policy else "0"
         args = (hashed, interval, policy.burst if policy else 0, "" if site_id is None else site_id)
+        if not exists:  # the common case: one command, without a pipeline's overhead
+            try:
+                return [self.client.evalsha(self._script.sha, len(keys), *keys, *args)]
+            except NoScriptError:
+                self.client.script_load(self._script.source)
+                return [self.client.evalsha(self._script.sha, len(keys), *keys, *args)]
         for attempt in (1, 2):
             pipe = self.client.pipeline(transaction=False)
-            if exists:
-                pipe.exists(self.keys.api_keys_key())
+            pipe.exists(self.keys.api_keys_key())
             pipe.evalsha(self._script.sha, len(keys), *keys, *args)
             replies = pipe.execute(raise_on_error=False)
             if not isinstance(replies[-1], NoScriptError) or attempt == 2:
