@@ -21,8 +21,10 @@ from flask import Flask
 from redisolar.api.analytics_routes import analytics_bp
 from redisolar.api.docs import init_api
 from redisolar.api.json import StrictJSONProvider
+from redisolar.api.keys_routes import keys_bp
 from redisolar.api.routes import sites_bp
 from redisolar.api.service_routes import service_bp
+from redisolar.auth.checks import init_auth
 from redisolar.models.site import configure_clock_skew, configure_reading_bounds
 from redisolar.services import Services, build_services
 from redisolar.settings import ConfigError, load_config, settings_from_config
@@ -50,7 +52,8 @@ def create_app(config_name: str | None = None, test_config: Mapping[str, Any] | 
     app.json = StrictJSONProvider(app)  # never NaN/Infinity in a body (RFC 8259)
     app.extensions["redisolar"] = build_services(settings_from_config(app.config))
     app.extensions["redisolar.summary_cache"] = {}
-    init_api(app, service_bp, sites_bp, analytics_bp)
+    init_api(app, service_bp, sites_bp, analytics_bp, keys_bp)
+    init_auth(app)  # API keys, rate limits, cross-site refusals (README "Security")
     init_web(app)  # the dashboard: /dashboard, /sites/<id>; GET / for browsers
     log.info("app created: config %r, Redis at %s", config_name, get_services(app).settings.redis.describe())
     return app

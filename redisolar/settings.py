@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import flask
 
+from redisolar.auth.limits import parse_policy
 from redisolar.config import DEFAULT_KEY_PREFIX, Config
 from redisolar.models.site import DEFAULT_MAX_READING_WH, MAX_READING_WH_LIMIT
 from redisolar.services import Settings
@@ -36,6 +37,8 @@ ENV_ALIASES = {"KEY_PREFIX": "REDIS_KEY_PREFIX", "TIMESERIES": "TIMESERIES_BACKE
 
 TIMESERIES_BACKENDS = ("auto", "redistimeseries", "core")
 SEARCH_BACKENDS = ("auto", "redisearch", "core")
+AUTH_MODES = ("auto", "required", "writes", "off")
+RATE_LIMIT_KEYS = ("RATE_LIMIT_WRITES", "RATE_LIMIT_READS")
 _CONFIG_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -76,6 +79,10 @@ OPTIONS: dict[str, Option] = {
     "LEADERBOARD_UPDATE_INTERVAL": Option(float, low=0, high=86_400),
     "DASHBOARD_REFRESH_MS": Option(int, low=100, high=3_600_000),
     "DASHBOARD_API_BASE": Option(str),
+    "AUTH_MODE": Option(str, choices=AUTH_MODES),
+    "RATE_LIMIT_WRITES": Option(str),
+    "RATE_LIMIT_READS": Option(str),
+    "TRUSTED_PROXIES": Option(int, low=0, high=10),
 }
 """Every key RediSolar reads from the Flask config (other Flask keys pass through untouched)."""
 
@@ -103,6 +110,10 @@ DEFAULTS: dict[str, Any] = {
     "LEADERBOARD_UPDATE_INTERVAL": 300.0,  # seconds between reconciles in `redisolar serve`; 0: none
     "DASHBOARD_REFRESH_MS": 7000,  # how often an open dashboard page polls the API
     "DASHBOARD_API_BASE": "/api",  # where the dashboard's pages find the API
+    "AUTH_MODE": "auto",  # auto | required | writes | off (README "Security")
+    "RATE_LIMIT_WRITES": "600/minute",  # per API key, or per client address without a key; 0: none
+    "RATE_LIMIT_READS": "1200/minute",
+    "TRUSTED_PROXIES": 0,  # reverse proxies in front whose X-Forwarded-For is believed
 }
 
 
@@ -145,6 +156,11 @@ def validate_config(config: MutableMapping[str, Any]) -> None:
     for key, option in OPTIONS.items():
         config[key] = convert(key, option, config.get(key, DEFAULTS[key]))
     settings_from_config(config)  # the combinations (URL scheme, key prefix) are checked there
+    for key in RATE_LIMIT_KEYS:
+        try:
+            parse_policy(key, config[key])
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
 
 
 def convert(name: str, option: Option, value: Any) -> Any:
@@ -169,7 +185,7 @@ def _typed(name: str, kind: type, value: Any) -> Any:
     if kind is str:
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}")
-        return value.strip() if name.endswith(("BACKEND", "TIMESERIES")) else value
+        return value.strip() if name.endswith(("BACKEND", "TIMESERIES", "MODE")) else value
     try:
         number = kind(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError, OverflowError):

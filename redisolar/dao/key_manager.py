@@ -140,6 +140,37 @@ class KeyManager:
         """Sorted set ``fleet:last_seen``: member = site id, score = ms of its newest reading."""
         return f"{self.key_prefix}fleet:last_seen"
 
+    # -- API keys and rate limits --------------------------------------------------------------------
+    @staticmethod
+    def api_key_tag(key_id: str) -> str:
+        """The hash tag of one API key's keys: ``{apikey:ID}`` (ID: 12 lowercase hex digits)."""
+        if len(key_id) != 12 or not all(c in "0123456789abcdef" for c in key_id):
+            raise ValueError(f"Invalid API key id {key_id!r}")
+        return f"{{apikey:{key_id}}}"
+
+    def api_key_key(self, key_id: str) -> str:
+        """Hash ``apikey:{apikey:ID}``: one key's metadata and the SHA-256 of its secret (``hash``;
+        never the secret): id, name, scope, all_sites, created, expires, last_used (ms)."""
+        return f"{self.key_prefix}apikey:{self.api_key_tag(key_id)}"
+
+    def api_key_sites_key(self, key_id: str) -> str:
+        """Set ``apikey:{apikey:ID}:sites``: the site ids a ``write`` key may post readings to."""
+        return f"{self.key_prefix}apikey:{self.api_key_tag(key_id)}:sites"
+
+    def api_key_bucket_key(self, key_id: str, budget: str) -> str:
+        """String ``apikey:{apikey:ID}:rl:BUDGET`` (BUDGET reads or writes): the key's rate-limit
+        state, the theoretical arrival time in ms (GCRA), expiring when the budget is full again."""
+        return f"{self.key_prefix}apikey:{self.api_key_tag(key_id)}:rl:{budget}"
+
+    def api_keys_key(self) -> str:
+        """Sorted set ``apikeys``: every API key id, scored by its creation time in ms."""
+        return f"{self.key_prefix}apikeys"
+
+    def address_bucket_key(self, address: str, budget: str) -> str:
+        """String ``rl:{addr:ADDRESS}:BUDGET``: the rate-limit state of requests without a key from
+        one client address (as the API key buckets)."""
+        return f"{self.key_prefix}rl:{{addr:{address}}}:{budget}"
+
     # -- tasks -------------------------------------------------------------------------------------
     def lock_key(self, name: str) -> str:
         """String ``lock:NAME``: a lock token with an expiry (background reconciler)."""

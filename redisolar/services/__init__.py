@@ -6,6 +6,7 @@ from :class:`Settings`. Nothing here runs at import time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -15,13 +16,17 @@ import redis
 from redisolar.config import Config
 from redisolar.dao.daily_boards import efficiency_percent
 from redisolar.dao.key_manager import KeyManager
+from redisolar.dao.keys_dao import ApiKeyDao
 from redisolar.dao.leaderboard_dao import LeaderboardDao
 from redisolar.dao.site_dao_redis import SearchMode, SiteDaoRedis
 from redisolar.dao.timeseries_dao import TimeSeriesDao
-from redisolar.errors import SiteNotFound
+from redisolar.errors import ApiKeyNotFound, InvalidInput, SiteNotFound
+from redisolar.models.api_key import ApiKey
 from redisolar.models.site import Site
 from redisolar.tasks.leaderboard_updater import LeaderboardUpdater
 from redisolar.timeutil import MS_PER_DAY, utcnow
+
+MAX_EXPIRES_DAYS = 36_500
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class Services:
     timeseries: TimeSeriesDao
     leaderboards: LeaderboardDao
     updater: LeaderboardUpdater
+    api_keys: ApiKeyDao
 
     # -- sites, kept consistent with their data and the leaderboards --------------------------------
     def create_site(self, site: Site) -> Site:
@@ -80,6 +86,31 @@ class Services:
         for site in sites:
             self.delete_site(site.id)
         return len(sites)
+
+    # -- API keys ---------------------------------------------------------------------------------------
+    def create_api_key(
+        self,
+        scope: str,
+        *,
+        sites: Iterable[int] = (),
+        all_sites: bool = False,
+        name: str = "",
+        expires_days: float | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new API key and its secret (shown once; only its hash is stored). Raises
+        :class:`InvalidInput` for a scope, sites or name that do not fit together."""
+        try:
+            key = ApiKey("0" * 12, scope, name, tuple(sites), all_sites)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), {"_schema": [str(exc)]}) from None
+        if expires_days is not None and not 0 < expires_days <= MAX_EXPIRES_DAYS:
+            raise InvalidInput(f"expires_days must be between 0 and {MAX_EXPIRES_DAYS}")
+        return self.api_keys.create(key, expires_days)
+
+    def revoke_api_key(self, key_id: str) -> None:
+        """Revoke a key at once, in every process (404 ``ApiKeyNotFound`` if there is none)."""
+        if not self.api_keys.revoke(key_id):
+            raise ApiKeyNotFound(key_id)
 
     # -- fleet summary ----------------------------------------------------------------------------------
     def summary(self, now: datetime | None = None, hours: int = 24) -> dict[str, Any]:
@@ -116,4 +147,4 @@ def build_services(settings: Settings, client: redis.Redis | None = None) -> Ser
     updater = LeaderboardUpdater(
         client, keys=keys, site_dao=sites, timeseries_dao=timeseries, leaderboard_dao=leaderboards
     )
-    return Services(settings, client, keys, sites, timeseries, leaderboards, updater)
+    return Services(settings, client, keys, sites, timeseries, leaderboards, updater, ApiKeyDao(client, keys))
