@@ -160,3 +160,23 @@ def test_summary_reads_the_rollup_in_one_round_trip(dao: TimeSeriesDao, top: dat
     want = math.fsum(wh for h, wh in expected(batch).items() if h * MS_PER_HOUR >= start)
     assert fleet.wh_generated == pytest.approx(want, rel=1e-12)
     assert fleet.active_sites == 4
+
+
+def test_a_partial_rebuild_repairs_the_recent_hours_only(
+    client: redis.Redis, dao: TimeSeriesDao, top: datetime
+) -> None:
+    sites = SiteDaoRedis(client)
+    sites.insert_many(site(1), site(2))
+    batch = data(top, (1, 2))  # 40 readings 15 minutes apart: the last 10 hours
+    dao.add_readings_batch(batch)
+    hours = list(window(top))
+    recent, older = hours[-1], hours[-8]
+    for h in (recent, older):
+        client.set(dao.keys.fleet_hour_total_key(h), "1e300")
+    updater = LeaderboardUpdater(client, timeseries_dao=dao, site_dao=sites)
+    updater.update_fleet_hours(hours=3)  # what a periodic pass does after its first one
+    totals, truth = hour_totals(dao, window(top)), expected(batch)
+    assert totals[recent] == pytest.approx(truth[recent], rel=1e-12)
+    assert totals[older] == 1e300, "older hours are left to a full rebuild"
+    updater.update_fleet_hours()
+    assert hour_totals(dao, window(top))[older] == pytest.approx(truth[older], rel=1e-12)

@@ -321,16 +321,16 @@ class TimeSeriesDao:
         generation = self.fleet.sum_totals(totals)
         return FleetGeneration(from_ms(start), as_utc(now), max(generation, 0.0), int(active))
 
-    def rebuild_fleet_hours(self, site_ids: Sequence[int], now: datetime) -> int:
+    def rebuild_fleet_hours(self, site_ids: Sequence[int], now: datetime, hours: int | None = None) -> int:
         """Rebuild the fleet's hourly rollup from the readings of ``site_ids`` (every live site) over
-        the retention window ending with the current hour (the last 30 days when retention is 0),
-        dropping the entries of other sites. Returns how many hours have entries."""
+        the ``hours`` clock hours ending with the current one (default: the retention window, or the
+        last 30 days when retention is 0), dropping the entries of other sites. Returns how many
+        hours have entries."""
         last = to_ms(now) // MS_PER_HOUR
         window = self.default_retention or DEFAULT_RETENTION_MS
+        span = window // MS_PER_HOUR if hours is None else min(hours, window // MS_PER_HOUR)
         self.redis.delete(self.keys.legacy_fleet_hourly_key())  # written by earlier versions
-        return self.fleet.rebuild(
-            list(site_ids), range(last - window // MS_PER_HOUR, last + 1), self.hour_sums
-        )
+        return self.fleet.rebuild(list(site_ids), range(last - span, last + 1), self.hour_sums)
 
     def hour_sums(self, site_ids: list[int], start: int, end: int) -> HourSums:
         """Each site's data version and generation per clock hour in ``[start, end)`` (ms), for the

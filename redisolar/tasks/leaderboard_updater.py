@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 CHUNK = 500
 LOCK_NAME = "leaderboard_updater"
+PERIODIC_FLEET_HOURS = 48
+"""Hours of the fleet rollup a periodic reconcile rebuilds after its first, full pass."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,12 @@ class LeaderboardUpdater:
         self._thread: threading.Thread | None = None
 
     # -- one pass ----------------------------------------------------------------------------------
-    def update_all_leaderboards(self, day: date | None = None) -> UpdateReport | None:
-        """Reconcile every board for ``day`` (default today, UTC) under the cross-process lock.
+    def update_all_leaderboards(
+        self, day: date | None = None, fleet_hours: int | None = None
+    ) -> UpdateReport | None:
+        """Reconcile every board for ``day`` (default today, UTC) and the fleet's hourly rollup over
+        the last ``fleet_hours`` hours (default: the whole retention window) under the
+        cross-process lock.
 
         Returns None when another process holds the lock (its pass does the same work).
         """
@@ -74,18 +80,18 @@ class LeaderboardUpdater:
             log.info("leaderboard reconcile skipped: another process is running it")
             return None
         try:
-            return self._update_all(day or utcnow().date())
+            return self._update_all(day or utcnow().date(), fleet_hours)
         finally:
             lock.release()
 
-    def _update_all(self, day: date) -> UpdateReport:
+    def _update_all(self, day: date, fleet_hours: int | None) -> UpdateReport:
         capacity = self.update_capacity_leaderboard()
         changed = self.update_generation_leaderboard(day)
         self.leaderboard_dao.resum_daily_boards(day)
         retention_days = self.timeseries_dao.default_retention // MS_PER_DAY
         if retention_days:
             self.leaderboard_dao.prune_daily_boards(retention_days + 1)
-        hours = self.update_fleet_hours()
+        hours = self.update_fleet_hours(fleet_hours)
         log.info(
             "leaderboards reconciled for %s: %d sites, %d scores changed, %d fleet hours rebuilt",
             day, capacity, changed, hours,
@@ -119,12 +125,12 @@ class LeaderboardUpdater:
             )
         return changed
 
-    def update_fleet_hours(self) -> int:
-        """Rebuild the fleet's hourly rollup over the retention window from every site's readings
-        (one round trip for the site list, about four per 500 sites, three more); entries of
-        deleted sites go. Returns how many hours have entries."""
+    def update_fleet_hours(self, hours: int | None = None) -> int:
+        """Rebuild the fleet's hourly rollup over the last ``hours`` hours (default: the retention
+        window) from every site's readings (one round trip for the site list, about four per 500
+        sites, three more); entries of deleted sites go. Returns how many hours have entries."""
         site_ids = [site.id for site in self.site_dao.find_all()]
-        return self.timeseries_dao.rebuild_fleet_hours(site_ids, utcnow())
+        return self.timeseries_dao.rebuild_fleet_hours(site_ids, utcnow(), hours)
 
     update_efficiency_leaderboard = update_generation_leaderboard
     """Efficiency scores are set together with generation scores (same day totals)."""
@@ -152,9 +158,15 @@ class LeaderboardUpdater:
         log.info("leaderboard updater stopped")
 
     def _loop(self, interval: float) -> None:
+        """Ingest keeps every hour exact; a periodic pass only repairs what a crash between a
+        site's write and its fleet update can leave, so after a first full pass it rebuilds the
+        last :data:`PERIODIC_FLEET_HOURS` hours (an on-demand pass, ``POST
+        /api/analytics/leaderboards/update``, rebuilds the whole window)."""
+        fleet_hours = None  # the first pass rebuilds the whole window, later ones the recent hours
         while not self._stop.is_set():
             try:
-                self.update_all_leaderboards()
+                if self.update_all_leaderboards(fleet_hours=fleet_hours) is not None:
+                    fleet_hours = PERIODIC_FLEET_HOURS
             except redis.RedisError:
                 log.exception("leaderboard reconcile failed; retrying in %.0f s", interval)
             self._stop.wait(interval)
