@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -165,9 +165,11 @@ def make_app(
 
 
 @pytest.fixture
-def raw(backend_server: BackendServer) -> redis.Redis:
+def raw(backend_server: BackendServer) -> Iterator[redis.Redis]:
     server = backend_server.server
-    return redis.Redis(host=server.host, port=server.port, decode_responses=False)
+    connection = redis.Redis(host=server.host, port=server.port, decode_responses=False)
+    yield connection
+    connection.close()
 
 
 # -- the matrix --------------------------------------------------------------------------------------

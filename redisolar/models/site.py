@@ -17,6 +17,8 @@ from redisolar.timeutil import as_utc, to_ms, utcnow
 
 MAX_SITE_ID = 2**53 - 1  # ids become key segments and JSON numbers: keep them exact everywhere
 ABSOLUTE_ZERO_C = -273.15
+MIN_CAPACITY_KW = 1e-6  # 1 mW: even then a day's capacity factor stays finite (see MeterReading)
+MAX_CAPACITY_KW = 1e7  # 10 GW, as the API's schema
 MAX_TEMP_C = 1000.0
 """The hottest plausible reading (°C): hotter than any panel, inverter or meter survives."""
 DEFAULT_MAX_READING_WH = 1e11
@@ -96,6 +98,8 @@ class Site:
         capacity = check_finite("Capacity", self.capacity)
         if capacity <= 0:
             raise ValueError("Capacity must be positive")
+        if not MIN_CAPACITY_KW <= capacity <= MAX_CAPACITY_KW:
+            raise ValueError(f"Capacity must be between {MIN_CAPACITY_KW:g} and {MAX_CAPACITY_KW:g} kW")
         object.__setattr__(self, "capacity", capacity)
         if isinstance(self.panels, bool) or not isinstance(self.panels, int) or self.panels <= 0:
             raise ValueError("Panels must be positive")
