@@ -6,7 +6,7 @@ the OpenAPI document is generated from both.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from flask import current_app
@@ -27,6 +27,10 @@ from redisolar.models.site import MAX_SITE_ID
 from redisolar.timeutil import UTC, as_utc
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FIRST_DAY = date(1970, 1, 2)
+"""The first board day: a site-local day starts up to 14 hours before its UTC date (UTC+14)."""
+LAST_DAY = date(9999, 12, 30)
+"""The last board day: a site-local day may end up to 12 hours after its UTC date (UTC-12)."""
 MAX_BUCKET_MS = 366 * 86_400_000
 MAX_LEADERBOARD_PAGE = 100
 MAX_SEARCH_PAGE = 1000
@@ -88,10 +92,11 @@ class DayArgs(Schema):
     """A UTC day of the daily leaderboards."""
 
     day = fields.Date(
+        validate=validate.Range(FIRST_DAY, LAST_DAY),
         metadata={
-            "description": "UTC day of the generation/efficiency boards (default today); "
-            "ignored by `capacity`"
-        }
+            "description": "UTC day of the generation/efficiency boards (default today), "
+            f"{FIRST_DAY} to {LAST_DAY}; ignored by `capacity`"
+        },
     )
 
 
