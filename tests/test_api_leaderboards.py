@@ -108,6 +108,17 @@ def test_bad_board_query_is_400(api: ApiCalls, http: FlaskClient, url: str, cont
         assert isinstance(body["details"], dict) and body["details"]
 
 
+def test_document_lists_the_leaderboard_types(http: FlaskClient) -> None:
+    """Found by fuzzing: the document gave `leaderboard_type` as any string (every other value is a 400)."""
+    paths = http.get("/api/openapi.json").get_json()["paths"]
+    for path in (
+        "/api/analytics/leaderboards/{leaderboard_type}",
+        "/api/analytics/leaderboards/{leaderboard_type}/site/{site_id}",
+    ):
+        board = next(p for p in paths[path]["parameters"] if p["name"] == "leaderboard_type")
+        assert board["schema"]["enum"] == ["capacity", "generation", "efficiency"]
+
+
 def test_board_routes_with_ids_no_site_can_have(api: ApiCalls, http: FlaskClient) -> None:
     api.error(http.get("/api/analytics/leaderboards/capacity/site/0"), 404)
     api.error(http.get("/api/analytics/leaderboards/capacity/site/x"), 404)
@@ -142,7 +153,33 @@ def test_update_while_another_process_runs_it_is_202(
 
 def test_update_with_bad_day_is_400(api: ApiCalls, http: FlaskClient) -> None:
     api.error(http.post("/api/analytics/leaderboards/update?day=yesterday"), 400)
-    api.error(http.get("/api/analytics/leaderboards/update"), 400, "Invalid leaderboard type")
+
+
+def test_get_of_the_update_route_is_405(api: ApiCalls, http: FlaskClient) -> None:
+    """Found by fuzzing: GET /leaderboards/update was the board "update" (400 "Invalid leaderboard
+    type") and OPTIONS advertised GET there, which the document does not list."""
+    response = http.get("/api/analytics/leaderboards/update")
+    api.error(response, 405)
+    assert set(response.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
+    assert "GET" not in http.options("/api/analytics/leaderboards/update").headers["Allow"]
+    api.error(http.get("/api/analytics/leaderboards/updates"), 400, "Invalid leaderboard type")
+
+
+@pytest.mark.parametrize("day", ["0982-04-10", "1970-01-01", "9999-12-31"])
+def test_board_days_no_reading_can_have_are_400(api: ApiCalls, http: FlaskClient, day: str) -> None:
+    """Found by fuzzing: reconciling a day before 1970 answered 500 on Redis Stack (TS.RANGE: "wrong
+    fromTimestamp"), and 9999-12-31 on both backends (the day after it overflows)."""
+    api.create_site(1)
+    api.post_readings(1, [api.reading_body(utcnow() - timedelta(minutes=5))])
+    for method, url in [
+        ("POST", f"/api/analytics/leaderboards/update?day={day}"),
+        ("GET", f"/api/analytics/leaderboards/generation?day={day}"),
+        ("GET", f"/api/analytics/leaderboards/efficiency/site/1?day={day}"),
+    ]:
+        body = api.error(http.open(url, method=method), 400, "Validation failed")
+        assert "day" in body["details"]
+    edges = ("1970-01-02", "9999-12-30")
+    assert all(http.post(f"/api/analytics/leaderboards/update?day={d}").status_code == 200 for d in edges)
 
 
 # -- the fleet summary -----------------------------------------------------------------------------
