@@ -244,7 +244,7 @@ def test_offset_whose_plus_arrived_as_a_space(api: ApiCalls, http: FlaskClient, 
     ("metric", "query", "contains"),
     [
         ("power", {}, "Invalid metric"),
-        ("batch", {}, "Invalid metric"),
+        ("batches", {}, "Invalid metric"),  # GET .../batch is a 405: test_get_of_the_batch_route_is_405
         ("wh_generated", {"start": "yesterday"}, "Validation failed"),
         ("wh_generated", {"end": "2024-13-01T00:00:00"}, "Validation failed"),
         ("wh_generated", {"start": "1960-01-01T00:00:00"}, "Validation failed"),
@@ -262,6 +262,25 @@ def test_bad_series_query_is_400(
     api: ApiCalls, http: FlaskClient, site: int, metric: str, query: dict[str, Any], contains: str
 ) -> None:
     api.error(series(http, 1, metric, **query), 400, contains)
+
+
+def test_get_of_the_batch_route_is_405(api: ApiCalls, http: FlaskClient, site: int) -> None:
+    """Found by fuzzing: GET /readings/1/batch was the metric "batch" (400 "Invalid metric") and
+    OPTIONS advertised GET there, which the document does not list."""
+    response = http.get("/api/analytics/readings/1/batch")
+    api.error(response, 405)
+    assert set(response.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
+    assert "GET" not in http.options("/api/analytics/readings/1/batch").headers["Allow"]
+    api.error(series(http, 1, "batches"), 400, "Invalid metric")
+
+
+def test_document_lists_the_metrics(http: FlaskClient) -> None:
+    """Found by fuzzing: the document gave `metric` as any string, so clients (and the fuzzer) could not
+    know the four values; every other value is the 400 above."""
+    spec = http.get("/api/openapi.json").get_json()
+    parameters = spec["paths"]["/api/analytics/readings/{site_id}/{metric}"]["parameters"]
+    metric = next(p for p in parameters if p["name"] == "metric")
+    assert metric["schema"]["enum"] == ["wh_generated", "wh_used", "temp_c", "net_generation"]
 
 
 # -- analytics -------------------------------------------------------------------------------------

@@ -61,6 +61,21 @@ analytics_bp = Blueprint(
 )  # fmt: skip
 
 
+def _path_choice(name: str, values: tuple[str, ...], what: str) -> dict[str, Any]:
+    """The documentation of a path segment that takes one of ``values`` (any other is a 400)."""
+    return {
+        "in": "path",
+        "name": name,
+        "required": True,
+        "description": f"{what}: one of {', '.join(values)} (any other value is a 400)",
+        "schema": {"type": "string", "enum": list(values)},
+    }
+
+
+METRIC_PARAMETER = _path_choice("metric", tuple(m.value for m in MetricType), "The metric")
+BOARD_PARAMETER = _path_choice("leaderboard_type", LEADERBOARD_TYPES, "The leaderboard")
+
+
 # -- helpers ---------------------------------------------------------------------------------------
 def _require_site(site_id: int) -> None:
     if not services().sites.exists(site_id):
@@ -173,7 +188,9 @@ def get_latest_readings(site_id: int) -> dict[str, Any]:
     return {"site_id": site_id, "latest_readings": {m.value: point for m, point in latest.items()}}
 
 
-@analytics_bp.route("/readings/<site_id:site_id>/<metric>", methods=["GET"])
+@analytics_bp.route(
+    "/readings/<site_id:site_id>/<other_than(batch):metric>", methods=["GET"], parameters=[METRIC_PARAMETER]
+)
 @analytics_bp.arguments(SeriesArgs, location="query")
 @analytics_bp.response(200, SeriesSchema)
 @analytics_bp.errors(404)
@@ -225,7 +242,9 @@ def get_site_analytics(args: dict[str, Any], site_id: int) -> SiteAnalytics:
 
 
 # -- leaderboards ----------------------------------------------------------------------------------
-@analytics_bp.route("/leaderboards/<leaderboard_type>", methods=["GET"])
+@analytics_bp.route(
+    "/leaderboards/<other_than(update):leaderboard_type>", methods=["GET"], parameters=[BOARD_PARAMETER]
+)
 @analytics_bp.arguments(LeaderboardArgs, location="query")
 @analytics_bp.response(200, LeaderboardSchema)
 @analytics_bp.errors()
@@ -243,7 +262,9 @@ def get_leaderboard(args: dict[str, Any], leaderboard_type: str) -> dict[str, An
     }
 
 
-@analytics_bp.route("/leaderboards/<leaderboard_type>/site/<site_id:site_id>", methods=["GET"])
+@analytics_bp.route(
+    "/leaderboards/<leaderboard_type>/site/<site_id:site_id>", methods=["GET"], parameters=[BOARD_PARAMETER]
+)
 @analytics_bp.arguments(PositionArgs, location="query")
 @analytics_bp.response(200, SitePositionSchema)
 @analytics_bp.errors(404)

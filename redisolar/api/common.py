@@ -4,6 +4,7 @@ the services accessor and the documentation of error responses.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -97,6 +98,20 @@ class SiteIdConverter(BaseConverter):
 
     def to_url(self, value: Any) -> str:
         return str(int(value))
+
+
+class OtherThanConverter(BaseConverter):
+    """``<other_than(word, ...):name>``: one path segment, except the given words.
+
+    For a segment whose sibling paths are other resources: ``/readings/<id>/batch`` is POST-only, so
+    ``GET .../batch`` must be a 405 with ``Allow: POST`` (as documented), not a GET of the metric "batch".
+    """
+
+    part_isolating = True
+
+    def __init__(self, url_map: Any, *words: str) -> None:
+        super().__init__(url_map)
+        self.regex = "(?!(?:{})$)[^/]+".format("|".join(re.escape(word) for word in words))
 
 
 def services() -> Services:

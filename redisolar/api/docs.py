@@ -16,7 +16,7 @@ import flask_smorest
 from flask_smorest.utils import prepare_response
 from swagger_ui_bundle import swagger_ui_path
 
-from redisolar.api.common import REDIS_UNAVAILABLE_RESPONSE, SiteIdConverter
+from redisolar.api.common import REDIS_UNAVAILABLE_RESPONSE, OtherThanConverter, SiteIdConverter
 from redisolar.api.errors import ErrorSchema, register_error_handlers
 from redisolar.api.keys_routes import KeyIdConverter, key_id_schema
 from redisolar.api.security_doc import register_security
@@ -79,6 +79,7 @@ def init_api(app: flask.Flask, *blueprints: flask_smorest.Blueprint) -> Api:
         app.config.setdefault(key, value)
     app.config.setdefault("API_VERSION", _package_version())
     app.url_map.converters["site_id"] = SiteIdConverter
+    app.url_map.converters["other_than"] = OtherThanConverter
     app.url_map.converters["key_id"] = KeyIdConverter
     api = Api(app)
     api.register_converter(SiteIdConverter, _site_id_schema)
