@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
-.PHONY: help env dev run demo test lint load clean bench test-api
+.PHONY: help env dev run demo test lint load clean bench test-api fuzz
 
 include mk/redis.mk
 include mk/web.mk
@@ -34,6 +34,11 @@ dev: env  ## Run the API against the Redis configured in REDISOLAR_REDIS_URL (de
 
 test: env redis-stack browser  ## Run the whole test suite (starts its own private Redis servers)
 	$(BIN)/python -m pytest
+
+FUZZ_EXAMPLES ?= 1000
+
+fuzz: env redis-stack  ## Fuzz the whole API from its OpenAPI document, longer than `make test` (FUZZ_EXAMPLES per operation)
+	REDISOLAR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py
 
 lint: env  ## ruff and mypy
 	$(BIN)/ruff check redisolar tests bench
