@@ -480,3 +480,10 @@ def test_the_check_survives_a_script_flush(make_app: Callable[..., Flask]) -> No
     get_services(app).redis.script_flush()
     response = http.get("/api/analytics/summary", headers=world.headers("read"))
     assert response.status_code == 200 and response.headers["RateLimit"].startswith('"reads";r=98;')
+
+
+def test_options_lists_the_methods_without_a_key(make_app: Callable[..., Flask]) -> None:
+    http = make_app(AUTH_MODE="required").test_client()
+    response = http.options("/api/keys/0123456789ab")
+    assert response.status_code == 200
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "DELETE", "OPTIONS"}

@@ -14,10 +14,11 @@ are exercised, not only 404s). Every answer must:
 Bounded for ``make test`` (``FUZZ_EXAMPLES`` examples per operation, derandomized: CI is
 reproducible); ``make fuzz`` sets ``REDISOLAR_FUZZ_EXAMPLES`` high.
 
-With and without keys: the ``auth`` dimension names a way of calling the API. Only ``none`` exists
-yet (default ``AUTH_MODE``; the test client calls from loopback with no key). A keyed variant adds
-its name to :data:`AUTH_VARIANTS`, its app settings to :func:`fuzz_config` and its headers (e.g.
-``Authorization: Bearer rsk_...`` of a key created on ``fuzz_app``) to :func:`fuzz_headers`.
+With and without keys: the ``auth`` dimension names a way of calling the API (:data:`AUTH_VARIANTS`):
+``none`` (the default ``AUTH_MODE=auto`` from loopback, no key yet), ``anonymous`` (``required``, no
+key: 401s), ``read`` and ``admin`` (``required``, with a read or an admin key in ``Authorization:
+Bearer``). The store is filled through a second app with ``AUTH_MODE=off``, so every variant starts
+from the same data.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from hypothesis import strategies as st
 from schemathesis import checks
 from schemathesis.pytest.lazy import get_all_tests  # the tests its pytest plugin runs
 
+from redisolar.app import get_services
 from redisolar.timeutil import utcnow
 
 FUZZ_EXAMPLES = int(os.environ.get("REDISOLAR_FUZZ_EXAMPLES", "50"))
@@ -50,8 +52,9 @@ FUZZ_SEED = 12
 SITE_IDS = (1, 2, 3)
 """Sites stored before the run; the fuzzer points path ids at them half of the time."""
 
-AUTH_VARIANTS = ("none",)
-"""How the fuzzer calls the API: ``none`` is the default AUTH_MODE from loopback, without a key."""
+AUTH_VARIANTS = ("none", "anonymous", "read", "admin")
+"""How the fuzzer calls the API (see the module docstring)."""
+KEYED_MODES = {"anonymous": "required", "read": "required", "admin": "required"}
 
 CHECKS = [
     checks.not_a_server_error,
@@ -73,27 +76,38 @@ def auth(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def fuzz_config(auth: str) -> dict[str, Any]:
-    """Settings for ``create_app`` under ``auth`` (hook for keyed variants, e.g. ``AUTH_MODE``)."""
-    return {}
+    """Settings for ``create_app`` under ``auth``."""
+    return {"AUTH_MODE": KEYED_MODES[auth]} if auth in KEYED_MODES else {}
+
+
+@pytest.fixture
+def seed_app(
+    app_factory: Callable[..., Flask], backend_server: BackendServer, client: redis.Redis
+) -> Flask:
+    """An app with ``AUTH_MODE=off`` on the test's (flushed) server, to fill and refill the store."""
+    app = app_factory(backend_server.server, TIMESERIES_BACKEND=backend_server.name, AUTH_MODE="off")
+    seed_store(ApiCalls(app.test_client()))
+    return app
 
 
 @pytest.fixture
 def fuzz_app(
     app_factory: Callable[..., Flask],
     backend_server: BackendServer,
-    client: redis.Redis,
+    seed_app: Flask,
     fuzz_config: dict[str, Any],
 ) -> Flask:
-    """An app on ``backend_server`` (flushed by ``client``) holding :data:`SITE_IDS` with readings."""
-    app = app_factory(backend_server.server, TIMESERIES_BACKEND=backend_server.name, **fuzz_config)
-    seed_store(ApiCalls(app.test_client()))
-    return app
+    """The app under test, on the store ``seed_app`` filled with :data:`SITE_IDS` and readings."""
+    return app_factory(backend_server.server, TIMESERIES_BACKEND=backend_server.name, **fuzz_config)
 
 
 @pytest.fixture
 def fuzz_headers(auth: str, fuzz_app: Flask) -> dict[str, str]:
-    """Headers added to every fuzzed request under ``auth`` (hook for keyed variants)."""
-    return {}
+    """Headers added to every fuzzed request under ``auth``: a key of the variant's scope, if any."""
+    if auth not in ("read", "admin"):
+        return {}
+    _, secret = get_services(fuzz_app).create_api_key(auth, name=f"fuzz {auth}")
+    return {"Authorization": f"Bearer {secret}"}
 
 
 @pytest.fixture
@@ -197,7 +211,7 @@ FUZZ_SETTINGS = hypothesis.settings(
 
 def test_api_answers_as_documented(
     api_schema: schemathesis.BaseSchema,
-    fuzz_app: Flask,
+    seed_app: Flask,
     fuzz_headers: dict[str, str],
     fuzz_environ: dict[str, str],
     subtests: pytest.Subtests,
@@ -214,7 +228,7 @@ def test_api_answers_as_documented(
         response = case.call(headers=fuzz_headers, environ_base=fuzz_environ)
         case.validate_response(response, checks=CHECKS, additional_checks=[strict_json], headers=fuzz_headers)
         if response.status_code == 204:  # a site was deleted: put the store back for the next examples
-            seed_store(ApiCalls(fuzz_app.test_client()))
+            seed_store(ApiCalls(seed_app.test_client()))
 
     tests = get_all_tests(
         schema=api_schema,

@@ -28,8 +28,10 @@ ADMIN_PREFIXES = ("keys.",)
 
 def need_for(endpoint: str | None, method: str) -> Need:
     """What a request to ``endpoint`` with ``method`` needs (PUBLIC when no route matched: the 404
-    or 405 answers)."""
+    or 405 answers; and for OPTIONS, which only lists the methods)."""
     if endpoint is None or endpoint in PUBLIC_ENDPOINTS or endpoint.startswith(PUBLIC_PREFIXES):
+        return Need.PUBLIC
+    if method.upper() == "OPTIONS":  # Flask's automatic answer: the Allow header, no data
         return Need.PUBLIC
     if endpoint.startswith(ADMIN_PREFIXES):
         return Need.ADMIN
