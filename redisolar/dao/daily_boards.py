@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 
 import redis
-from redis.client import Pipeline
 
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import Extra, ScriptCall, run_scripts, script
@@ -73,16 +72,11 @@ class DailyBoards:
                 "" if efficiency is None else repr(efficiency),
             ]
         calls = [self._call(day_number, args) for day_number, args in by_day.items()]
-        days_key = self.keys.leaderboard_days_key()
-
-        def index_days(pipe: Pipeline) -> None:
-            if by_day:
-                pipe.zadd(days_key, {str(d): d for d in by_day})
-            if extra is not None:
-                extra(pipe)
-
-        replies = run_scripts(self.client, [*calls, *also], index_days)
-        return sum(int(r) for r in replies[: len(calls)])
+        if by_day:  # the index of days, by a script too: derived state is written even when memory is full
+            days = [str(d) for day_number in by_day for d in (day_number, day_number)]
+            calls.append(ScriptCall(script("zset_add"), (self.keys.leaderboard_days_key(),), tuple(days)))
+        replies = run_scripts(self.client, [*calls, *also], extra)
+        return sum(int(r) for r in replies[: len(by_day)])
 
     def _call(self, day_number: int, args: list[str | int]) -> ScriptCall:
         day = day_of(day_number)

@@ -3,11 +3,21 @@
 Scripts run with EVALSHA inside plain (non-transactional) pipelines. When a server does not know a
 script yet (first use, or after a restart or SCRIPT FLUSH), the commands that failed with NOSCRIPT are
 loaded and re-run; every script here is safe to re-run because it did nothing when it failed.
+
+Out of memory (``maxmemory`` reached, ``noeviction``): a write is two round trips, the site's own write
+script, then the derived-state scripts (leaderboards, sums, fleet rollups). Redis refuses a plain
+script at its first write when it is out of memory, so a site's write is refused whole. The scripts of
+:data:`ALLOW_OOM_SCRIPTS` are registered with the Redis 7 shebang ``#!lua flags=allow-oom``: once a site's
+write was accepted, its derived updates are never refused for memory (a small, bounded overshoot), so
+the derived state never lags the readings. On a server without shebangs (Redis 6.2) they load without
+the flag (:attr:`LuaScript.legacy`), remembered per client.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -16,7 +26,24 @@ from typing import Any
 
 import redis
 from redis.client import Pipeline
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
+
+log = logging.getLogger(__name__)
+
+DERIVED_SCRIPTS: frozenset[str] = frozenset({"lb_set", "zset_set", "zset_sum", "zset_add"})
+"""Scripts that update state derived from readings already written: they run even when Redis is out
+of memory (``allow-oom``). Add a script here when it must follow a site's accepted write (it must
+declare every key it touches in KEYS). Never add a script that writes readings or sites: those must be
+refused whole when memory is full."""
+
+BOOKKEEPING_SCRIPTS: frozenset[str] = frozenset({"auth_check"})
+"""Per-request bookkeeping (rate-limit buckets, a key's last use): a few small, expiring values. Allowed
+when out of memory too, or every request, reads included, would be refused while storage is full."""
+
+ALLOW_OOM_SCRIPTS = DERIVED_SCRIPTS | BOOKKEEPING_SCRIPTS
+"""The scripts registered with ``#!lua flags=allow-oom``."""
+
+ALLOW_OOM_SHEBANG = "#!lua flags=allow-oom\n"
 
 
 @dataclass(frozen=True)
@@ -26,13 +53,47 @@ class LuaScript:
     name: str
     source: str
     sha: str
+    legacy: LuaScript | None = None
+    """The same script without its shebang, for servers older than Redis 7 (None: no shebang)."""
 
 
 @cache
 def script(name: str) -> LuaScript:
-    """The script ``redisolar/dao/lua/<name>.lua``."""
+    """The script ``redisolar/dao/lua/<name>.lua`` (flagged if in :data:`ALLOW_OOM_SCRIPTS`)."""
     source = resources.files("redisolar.dao").joinpath("lua", f"{name}.lua").read_text("utf-8")
-    return LuaScript(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())
+    if name in ALLOW_OOM_SCRIPTS:
+        return lua_script(name, ALLOW_OOM_SHEBANG + source, legacy=lua_script(name, source))
+    return lua_script(name, source)
+
+
+def lua_script(name: str, source: str, legacy: LuaScript | None = None) -> LuaScript:
+    """A :class:`LuaScript` whose SHA is that of ``source``, the text loaded into Redis."""
+    return LuaScript(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest(), legacy)
+
+
+_without_shebangs: weakref.WeakSet[redis.Redis] = weakref.WeakSet()
+"""Clients whose server refused a shebang (older than Redis 7): they run the legacy variants."""
+
+
+def runnable(client: redis.Redis, lua: LuaScript) -> LuaScript:
+    """The form of ``lua`` that ``client``'s server runs (its shebang dropped for Redis < 7, once
+    :func:`load_script` found out). Callers that EVALSHA by themselves use this SHA and
+    :func:`load_script`."""
+    if lua.legacy is not None and client in _without_shebangs:
+        return lua.legacy
+    return lua
+
+
+def load_script(client: redis.Redis, lua: LuaScript) -> None:
+    """SCRIPT LOAD ``lua``; if the server refuses its shebang, load the legacy form and remember."""
+    try:
+        client.script_load(runnable(client, lua).source)
+    except ResponseError:
+        if lua.legacy is None or client in _without_shebangs:
+            raise
+        client.script_load(lua.legacy.source)  # raises if the script itself is wrong
+        log.warning("Redis refused the script flags of %s (older than Redis 7?): running without", lua.name)
+        _without_shebangs.add(client)
 
 
 @dataclass(frozen=True)
@@ -72,7 +133,7 @@ def run_scripts_collect(
     missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
     if missing:
         for lua in {calls[i].script for i in missing}:
-            client.script_load(lua.source)
+            load_script(client, lua)
         for i, result in zip(missing, _execute(client, [calls[i] for i in missing]), strict=True):
             results[i] = result
     return results
@@ -81,7 +142,7 @@ def run_scripts_collect(
 def _execute(client: redis.Redis, calls: list[ScriptCall], extra: Extra | None = None) -> list[Any]:
     pipe = client.pipeline(transaction=False)
     for call in calls:
-        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        pipe.evalsha(runnable(client, call.script).sha, len(call.keys), *call.keys, *call.args)
     if extra is not None:
         extra(pipe)
     results = list(pipe.execute(raise_on_error=False))
