@@ -66,7 +66,9 @@ def test_health(http: FlaskClient, backend_server: BackendServer) -> None:
             "key_prefix": "ru102py-app:",
             "version": response.get_json()["redis"]["version"],
             "timeseries_backend": backend_server.name,
+            "error": None,
         },
+        "storage": "ok",
         "background_services": {"leaderboard_updater": False},
     }
 
@@ -182,7 +184,8 @@ def test_redis_errors_that_are_not_outages_are_500(
         (redis.ConnectionError("Error 111 connecting to 10.0.0.7:6379"), 503),
         (redis.TimeoutError("Timeout reading from socket"), 503),
         (redis_errors.BusyLoadingError("Redis is loading the dataset in memory"), 503),
-        (redis_errors.AuthenticationError("invalid username-password pair"), 503),
+        (redis_errors.AuthenticationError("invalid username-password pair"), 500),
+        (redis_errors.OutOfMemoryError("command not allowed when used memory"), 507),
         (redis_errors.ReadOnlyError("You can't write against a read only replica."), 503),
         (redis_errors.TryAgainError("TRYAGAIN"), 503),
         (redis_errors.ClusterDownError("CLUSTERDOWN"), 503),
@@ -201,7 +204,7 @@ def test_error_mapping(app: Flask, http: FlaskClient, error: Exception, status: 
     assert response.status_code == status
     body = response.get_json()
     assert set(body) == {"error", "details"}
-    assert ("Retry-After" in response.headers) is (status == 503)
+    assert ("Retry-After" in response.headers) is (status in (503, 507))
     for secret in ("10.0.0.7", "socket", "WRONGTYPE", "secret", "username"):
         assert secret not in body["error"]
 

@@ -14,15 +14,18 @@ API's own (:class:`NoData`, :class:`PayloadTooLarge`,
 marshmallow ``ValidationError``; webargs' parse errors    400 "Validation failed", field messages
 werkzeug ``HTTPException`` (404 no route, 405, 413 body   its code and description (405 keeps
 over MAX_CONTENT_LENGTH, ...)                             its ``Allow`` header)
-redis-py ``ConnectionError`` (also BusyLoadingError,      503 with ``Retry-After``
-AuthenticationError), ``TimeoutError``, ``ReadOnlyError``,
-``TryAgainError``, ``ClusterDownError``
+redis-py ``ConnectionError`` (also BusyLoadingError),     503 with ``Retry-After``
+``TimeoutError``, ``ReadOnlyError``, ``TryAgainError``,
+``ClusterDownError``
+Redis refused our credentials (``AuthenticationError``,   500 "misconfigured", no ``Retry-After``
+``AuthorizationError``, NOAUTH/WRONGPASS replies)         (logged once per app, naming the settings)
+Redis out of memory (``OutOfMemoryError``, ``OOM ...``)   507 "storage is full", ``Retry-After``
 redis-py ``WatchError`` (a record kept changing)          409
 anything else                                             500 ``{"error": "Internal server
                                                           error"}``, logged with its traceback
 ========================================================  =====================================
 
-Every 503 carries ``Retry-After`` (``RETRY_AFTER_SECONDS``). A 5xx body never carries internals.
+Every 503 and 507 carries ``Retry-After`` (``RETRY_AFTER_SECONDS``). A 5xx body never carries internals.
 """
 
 from __future__ import annotations
@@ -38,12 +41,18 @@ from redis import exceptions as redis_errors
 from werkzeug.exceptions import HTTPException
 
 from redisolar.errors import RediSolarError
+from redisolar.redis_faults import AUTH_HINT, is_auth_failure, is_out_of_memory
 
 log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = "Internal server error"
 REDIS_UNAVAILABLE = "Redis is unavailable; try again shortly"
 VALIDATION_FAILED = "Validation failed"
+MISCONFIGURED = "The service is misconfigured: Redis refused its credentials; the operator must fix them"
+STORAGE_FULL = "Storage is full (Redis reached its memory limit); nothing was written: try again later"
+RETRY_STATUSES = (503, 507)
+"""Statuses that tell the client to come back: they carry ``Retry-After``."""
+_AUTH_LOGGED = "redisolar.auth_failure_logged"
 
 REDIS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.ConnectionError,  # BusyLoadingError and AuthenticationError are ConnectionErrors
@@ -90,7 +99,7 @@ def error_response(status: int, error: str, details: Any = None, **extra: Any) -
     """The JSON error response ``{"error", "details", **extra}`` with ``status``."""
     response = jsonify({"error": error, "details": details, **extra})
     response.status_code = status
-    if status == 503:
+    if status in RETRY_STATUSES:
         response.headers["Retry-After"] = str(current_app.config.get("RETRY_AFTER_SECONDS", 5))
     return response
 
@@ -135,8 +144,32 @@ def unwrap_locations(messages: Any) -> Any:
 
 
 def _redis_unavailable(exc: Exception) -> Response:
+    if is_auth_failure(exc):
+        return _misconfigured(exc)
     log.warning("Redis unavailable: %s: %s", type(exc).__name__, exc)
     return error_response(503, REDIS_UNAVAILABLE)
+
+
+def _misconfigured(exc: Exception) -> Response:
+    """Redis refused the credentials: retrying will not help, so not a 503. Logged once per app."""
+    if not current_app.extensions.get(_AUTH_LOGGED):
+        current_app.extensions[_AUTH_LOGGED] = True
+        log.error("Redis refused the configured credentials (%s): %s", type(exc).__name__, AUTH_HINT)
+    return error_response(500, MISCONFIGURED)
+
+
+def _storage_full(exc: Exception) -> Response:
+    log.warning("Redis is out of memory (maxmemory reached): a write was refused")
+    return error_response(507, STORAGE_FULL)
+
+
+def _response_error(exc: redis.ResponseError) -> Response:
+    """A Redis error reply: out of memory, refused credentials, or unexpected (a generic 500)."""
+    if is_out_of_memory(exc):
+        return _storage_full(exc)
+    if is_auth_failure(exc):
+        return _misconfigured(exc)
+    return _unexpected(exc)
 
 
 def _concurrent_change(exc: redis.WatchError) -> Response:
@@ -156,5 +189,8 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     for error in REDIS_UNAVAILABLE_ERRORS:
         app.register_error_handler(error, _redis_unavailable)
+    app.register_error_handler(redis_errors.AuthenticationError, _misconfigured)
+    app.register_error_handler(redis_errors.AuthorizationError, _misconfigured)
+    app.register_error_handler(redis.ResponseError, _response_error)
     app.register_error_handler(redis.WatchError, _concurrent_change)
     app.register_error_handler(Exception, _unexpected)

@@ -378,6 +378,13 @@ class RedisHealthSchema(Schema):
     key_prefix = fields.String(required=True)
     version = fields.String(allow_none=True)
     timeseries_backend = fields.String(allow_none=True, metadata={"description": "null until known"})
+    error = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Why Redis does not answer, or null: 'unreachable: ...', or 'authentication "
+            "failed: check REDIS_PASSWORD/REDIS_USERNAME ...' (a configuration error)"
+        },
+    )
 
 
 class BackgroundServicesSchema(Schema):
@@ -387,10 +394,19 @@ class BackgroundServicesSchema(Schema):
 
 
 class HealthSchema(Schema):
-    """``healthy`` (200) or ``unhealthy`` (503, with ``error`` and ``Retry-After``)."""
+    """``healthy`` (200) or ``unhealthy`` (503, with ``error``; with ``Retry-After`` unless Redis
+    refused the credentials, which waiting does not fix)."""
 
     status = fields.String(required=True, validate=validate.OneOf(("healthy", "unhealthy")))
     redis = fields.Nested(RedisHealthSchema, required=True)
+    storage = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(("ok", "full")),
+        metadata={
+            "description": "'full': Redis reached maxmemory and refuses writes (they answer 507 until "
+            "memory is freed or maxmemory raised); null when unknown"
+        },
+    )
     background_services = fields.Nested(BackgroundServicesSchema, required=True)
     error = fields.String(metadata={"description": "Only when unhealthy"})
     details = fields.Raw(allow_none=True, metadata={"description": "Only when unhealthy: null"})

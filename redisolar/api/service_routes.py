@@ -3,12 +3,16 @@
 - ``GET /`` answers the seed's JSON, also while Redis is down (``redis_connected: false``,
   ``redis_info: null``). A client that prefers ``text/html`` (a browser) gets the dashboard instead,
   once a blueprint registers the endpoint :data:`DASHBOARD_ENDPOINT` (the hook for the web UI).
-- ``GET /health`` answers 200 ``healthy`` when Redis answers, else 503 ``unhealthy`` with
-  ``Retry-After`` and the error fields of every error response; the body never holds a password.
+- ``GET /health`` answers 200 ``healthy`` when Redis answers and has room, else 503 ``unhealthy`` with
+  the error fields of every error response: Redis unreachable (with ``Retry-After``), Redis out of
+  memory (``storage: "full"``, with ``Retry-After``), or Redis refusing the credentials (``redis.error``
+  says which settings to check; no ``Retry-After``: waiting will not fix it). The body never holds a
+  password.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,9 +20,10 @@ import redis
 from flask import current_app, request
 
 from redisolar.api.common import Blueprint, services
-from redisolar.api.errors import REDIS_UNAVAILABLE
+from redisolar.api.errors import MISCONFIGURED, REDIS_UNAVAILABLE, STORAGE_FULL
 from redisolar.api.schemas import HealthSchema, IndexSchema
 from redisolar.config import Config
+from redisolar.redis_faults import AUTH_HINT, StorageState, is_auth_failure, storage_state
 
 DASHBOARD_ENDPOINT = "web.dashboard"
 """The endpoint ``GET /`` hands browsers to, when some blueprint registers it."""
@@ -72,26 +77,33 @@ def index() -> Any:
 
 @service_bp.route("/health", methods=["GET"])
 @service_bp.response(200, HealthSchema, description="Redis answers")
-@service_bp.alt_response(503, schema=HealthSchema, description="Redis does not answer (with Retry-After)")
+@service_bp.alt_response(
+    503,
+    schema=HealthSchema,
+    description="Redis does not answer, refuses the credentials, or is out of memory (storage full)",
+)
 def health() -> Any:
-    """Whether Redis answers, where it is (no credentials) and which background threads run here."""
-    version = _redis_version()
-    backend = _timeseries_backend() if version is not None else None
+    """Whether Redis answers and has room, where it is (no credentials) and which background threads
+    run here."""
+    probe = _probe()
+    backend = _timeseries_backend() if probe.version is not None else None
     body: dict[str, Any] = {
-        "status": "healthy" if version is not None else "unhealthy",
+        "status": "healthy" if probe.problem is None else "unhealthy",
         "redis": {
-            "connected": version is not None,
+            "connected": probe.version is not None,
             **_where(services().settings.redis),
-            "version": version,
+            "version": probe.version,
             "timeseries_backend": backend,
+            "error": probe.error,
         },
+        "storage": probe.storage,
         "background_services": {"leaderboard_updater": services().updater.is_running},
     }
-    if version is None:
-        body.update(error=REDIS_UNAVAILABLE, details=None)
-        headers = {"Retry-After": str(current_app.config["RETRY_AFTER_SECONDS"])}
-        return body, 503, headers
-    return body
+    if probe.problem is None:
+        return body
+    body.update(error=probe.problem, details=None)
+    retry = {"Retry-After": str(current_app.config["RETRY_AFTER_SECONDS"])}
+    return body, 503, ({} if probe.problem == MISCONFIGURED else retry)
 
 
 def _prefers_html() -> bool:
@@ -99,17 +111,45 @@ def _prefers_html() -> bool:
     return best == "text/html"
 
 
-def _redis_version() -> str | None:
+@dataclass(frozen=True)
+class _Probe:
+    """What ``/health`` learnt from Redis."""
+
+    version: str | None
     """The server's version ("unknown" if INFO is not allowed), or None when it does not answer."""
+    error: str | None = None
+    """Why Redis does not answer, for people (``redis.error``)."""
+    storage: StorageState | None = None
+    """``"ok"``, ``"full"`` (out of memory), or None when unknown."""
+
+    @property
+    def problem(self) -> str | None:
+        """The ``error`` of an unhealthy answer, or None when healthy."""
+        if self.version is None:
+            return MISCONFIGURED if self.error == AUTH_HINT else REDIS_UNAVAILABLE
+        return STORAGE_FULL if self.storage == "full" else None
+
+
+def _probe() -> _Probe:
+    """PING, then INFO server and memory in one round trip."""
     client = services().redis
     try:
         client.ping()
-    except redis.RedisError:
-        return None
+    except redis.RedisError as exc:
+        return _Probe(None, AUTH_HINT if is_auth_failure(exc) else "unreachable: try again shortly")
+    pipe = client.pipeline(transaction=False)
+    pipe.info("server")
+    pipe.info("memory")
     try:
-        return str(client.info("server").get("redis_version", "unknown"))
-    except redis.RedisError:
-        return "unknown"
+        server, memory = pipe.execute()
+    except redis.RedisError:  # INFO not allowed (ACL) or Redis gone meanwhile: say what is known
+        return _Probe("unknown")
+    return _Probe(str(server.get("redis_version", "unknown")), storage=storage_state(memory))
+
+
+def _redis_version() -> str | None:
+    """The server's version ("unknown" if INFO is not allowed), or None when it does not answer."""
+    return _probe().version
 
 
 def _timeseries_backend() -> str | None:
