@@ -21,10 +21,10 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import click
-import redis
 
 from redisolar.embedded import EmbeddedRedisError, RedisServer, find_best_server
 from redisolar.errors import RediSolarError
+from redisolar.preflight import PreflightError, check_connection, check_services
 from redisolar.sample_data import (
     PROFILES,
     LoadReport,
@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 8081
 DEFAULT_HOST = "127.0.0.1"
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+SERVE_GRACEFUL_TIMEOUT = 20
+"""Seconds a SIGTERM leaves requests in flight to finish in ``serve`` (SIGINT/Ctrl-C stops at once)."""
+DEMO_GRACEFUL_TIMEOUT = 3
+"""The same for ``demo``, on a laptop: Ctrl-C or SIGTERM must stop everything within a few seconds."""
 
 
 @dataclass(frozen=True)
@@ -59,18 +63,12 @@ class CliContext:
             raise click.ClickException(f"Invalid configuration: {exc}") from None
 
     def services(self) -> Services:
-        """The app's services, after checking that Redis answers."""
+        """The app's services, after checking that Redis answers our login."""
         from redisolar.app import get_services
 
         services = get_services(self.create_app())
-        where = services.settings.redis.describe()
-        try:
-            services.redis.ping()
-        except redis.RedisError as exc:
-            raise click.ClickException(
-                f"Cannot reach Redis at {where}: {exc}\n"
-                "Set REDISOLAR_REDIS_URL (e.g. redis://localhost:6379/0), or run `redisolar demo`."
-            ) from None
+        with _preflight_errors():
+            check_connection(services.redis, services.settings.redis)
         return services
 
 
@@ -153,20 +151,39 @@ def _run_gunicorn(
     log_level: str,
     access_log: bool,
     on_ready: Callable[[], None] | None,
+    graceful_timeout: int = SERVE_GRACEFUL_TIMEOUT,
 ) -> NoReturn:
     options = gunicorn_options(
-        host, port, workers=workers, threads=threads, log_level=log_level, access_log=access_log
+        host,
+        port,
+        workers=workers,
+        threads=threads,
+        log_level=log_level,
+        access_log=access_log,
+        graceful_timeout=graceful_timeout,
     )
     GunicornServer(cli.create_app, options, on_ready=on_ready).run()
     raise SystemExit(0)  # (gunicorn's master exits by itself; this is not reached)
 
 
 def _preflight(cli: CliContext) -> None:
-    """Build the app once in the master: a bad configuration or an unreachable Redis fails here,
-    with a clear message, rather than in every worker. The workers build their own."""
+    """Build the app once in the master: a bad configuration, an unreachable Redis, refused
+    credentials or a search backend that cannot work fail here, with a clear message, rather than in
+    every worker. The workers build their own."""
     services = cli.services()
+    with _preflight_errors():
+        check_services(services)
     log.info("Redis at %s answers", services.settings.redis.describe())
     services.redis.close()
+
+
+@contextmanager
+def _preflight_errors() -> Iterator[None]:
+    """A failed start-up check is a CLI error: its message, exit code 1."""
+    try:
+        yield
+    except PreflightError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -386,7 +403,15 @@ def demo(
         services.redis.close()
         base = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0', '::', '::1') else host}:{port}"
         _run_gunicorn(
-            cli, host, port, workers, threads, log_level, access_log, on_ready=lambda: _banner(base)
+            cli,
+            host,
+            port,
+            workers,
+            threads,
+            log_level,
+            access_log,
+            on_ready=lambda: _banner(base),
+            graceful_timeout=DEMO_GRACEFUL_TIMEOUT,
         )
 
 

@@ -247,8 +247,10 @@ class SiteDaoRedis:
     """Sites: CRUD, totals and search.
 
     ``search`` chooses the search path: ``"redisearch"``, ``"core"``, or ``"auto"`` (RediSearch when
-    the server has it; probed once, on the first search). The client may decode responses or not and
-    speak RESP2 or RESP3.
+    it can serve this client: the server has it and the client uses database 0, the only one RediSearch
+    indexes; probed once, on the first search). An explicit ``"redisearch"`` that cannot work answers
+    :class:`BackendUnavailable` (``redisolar serve`` refuses to start, see :meth:`redisearch_problem`).
+    The client may decode responses or not and speak RESP2 or RESP3.
     """
 
     def __init__(
@@ -259,6 +261,7 @@ class SiteDaoRedis:
         self.redis = client
         self.keys = keys or key_manager
         self._backend: str | None = None if search == "auto" else search
+        self._auto = search == "auto"
         self._index_ready = False
         self._lock = threading.Lock()
         self._site_key_tail = self._tail()
@@ -536,12 +539,44 @@ class SiteDaoRedis:
             return backend
         with self._lock:
             if self._backend is None:
-                self._backend = "redisearch" if self._has_redisearch() else "core"
-                log.info("Site search uses the %s path", self._backend)
+                problem = self.redisearch_problem()
+                self._backend = "core" if problem else "redisearch"
+                log.info("Site search uses the %s path%s", self._backend, f" ({problem})" if problem else "")
             if self._backend == "redisearch" and not self._index_ready:
-                self._ensure_index()
-                self._index_ready = True
+                self._ensure_index_or_fall_back()
             return self._backend
+
+    def redisearch_problem(self) -> str | None:
+        """Why RediSearch cannot serve this client's searches, or None if it can (one round trip)."""
+        if not self._has_redisearch():
+            return "the Redis server has no RediSearch module"
+        db = self._db()
+        if db != 0:
+            return f"RediSearch indexes only database 0, and RediSolar uses database {db} (REDIS_DB)"
+        return None
+
+    def _db(self) -> int:
+        """The database number the client selects (0 for clients without one, e.g. a cluster's)."""
+        pool = getattr(self.redis, "connection_pool", None)
+        kwargs = getattr(pool, "connection_kwargs", None) or {}
+        return int(kwargs.get("db") or 0)
+
+    def _ensure_index_or_fall_back(self) -> None:
+        """Create the index; in "auto" mode, take the core path if the server refuses to index here
+        (e.g. a proxy that hides the database number: "Cannot create index on db != 0")."""
+        try:
+            self._ensure_index()
+        except ResponseError as e:
+            if not _cannot_index_here(e):
+                raise
+            if not self._auto:
+                raise BackendUnavailable(
+                    f"SEARCH_BACKEND=redisearch cannot work here: {_text(e.args[0])}; use auto or core"
+                ) from e
+            log.info("Site search uses the core path (RediSearch refused: %s)", _text(e.args[0]))
+            self._backend = "core"
+            return
+        self._index_ready = True
 
     def _has_redisearch(self) -> bool:
         try:
@@ -752,6 +787,10 @@ def _search_rows(reply: Any, *, with_keys: bool) -> tuple[int, list[dict[str, An
         return int(reply["total_results"]), rows
     items = reply[2::2] if with_keys else reply[1:]
     return int(reply[0]), [_pairs(item) for item in items]
+
+
+def _cannot_index_here(error: ResponseError) -> bool:
+    return "db != 0" in _text(error.args[0] if error.args else "").lower()
 
 
 def _is_missing_index(error: ResponseError) -> bool:
