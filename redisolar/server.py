@@ -11,14 +11,25 @@ worker it forks, and later the replacement of that worker if it dies (or, after 
 first new worker). That worker starts :meth:`LeaderboardUpdater.start` once its app is loaded (interval
 from the app's config; 0 turns it off) and stops it when it exits. The reconcile itself also takes a
 Redis lock, so several servers (or the short overlap of a reload) never reconcile at the same time.
+
+Stopping: SIGINT (Ctrl-C) or SIGQUIT stop the workers at once (:func:`worker_int`), SIGTERM after the
+requests in flight, up to ``graceful_timeout`` (:func:`worker_exit`). Either way a worker leaves with
+``os._exit``: a Python exit first joins every request thread, and one blocked (on a Redis that is
+paused, saving or gone; on a kept-alive connection) held the worker until the master's SIGKILL
+("Worker was sent SIGKILL! Perhaps out of memory?", 20 s after Ctrl-C). Ctrl-C signals the whole
+process group, so each worker gets SIGINT and then the master's SIGQUIT: the second signal used to
+interrupt gunicorn's exit path before its hooks ran; :func:`worker_int` ignores it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from gunicorn.app.base import BaseApplication
 
@@ -26,6 +37,12 @@ log = logging.getLogger(__name__)
 
 RECONCILER_FLAG = "redisolar_runs_reconciler"
 """Attribute set on the gunicorn worker object that hosts the reconciler."""
+
+ABORTED_FLAG = "redisolar_aborted"
+"""Attribute set on a worker that gunicorn aborts (timeout): it keeps gunicorn's own exit path."""
+
+RECONCILER_STOP_WAIT = 2.0
+"""Seconds an exiting worker waits for its reconciler thread (a daemon) to finish a pass."""
 
 INTERVAL_KEYS = ("LEADERBOARD_UPDATE_INTERVAL",)
 """App config keys read, in order, for the reconciler's interval in seconds (0 = off)."""
@@ -68,13 +85,49 @@ def post_worker_init(worker: Any) -> None:
     log.info("leaderboard reconciler started in worker %d, every %g s", os.getpid(), interval)
 
 
+def worker_int(worker: Any) -> None:
+    """(worker, SIGINT or SIGQUIT: stop now) Ignore the next such signal, stop the reconciler, leave."""
+    for quick in (signal.SIGINT, signal.SIGQUIT):  # Ctrl-C's SIGINT, then the master's SIGQUIT
+        signal.signal(quick, signal.SIG_IGN)
+    log.info("worker %d stopping at once", os.getpid())
+    _stop_reconciler(worker)
+    _exit_now()
+
+
+def worker_abort(worker: Any) -> None:
+    """(worker, SIGABRT after a timeout) Remember it, so that :func:`worker_exit` keeps the exit code."""
+    setattr(worker, ABORTED_FLAG, True)
+
+
 def worker_exit(server: Any, worker: Any) -> None:
-    """(worker, exiting) Stop the reconciler if this worker runs it."""
+    """(worker, exiting) Stop the reconciler if this worker runs it; then, if the worker was told to
+    stop (SIGINT, SIGQUIT, SIGTERM, max requests), leave at once without joining request threads."""
+    _stop_reconciler(worker)
+    told_to_stop = getattr(worker, "booted", False) and not getattr(worker, "alive", True)
+    if told_to_stop and not getattr(worker, ABORTED_FLAG, False):
+        _exit_now()
+
+
+def _stop_reconciler(worker: Any) -> None:
+    """Stop the worker's reconciler thread, waiting at most :data:`RECONCILER_STOP_WAIT` seconds."""
     app = getattr(worker, "wsgi", None)
     extensions = getattr(app, "extensions", None) or {}
     services = extensions.get("redisolar")
-    if services is not None and services.updater.is_running:
-        services.updater.stop()
+    if services is None or not services.updater.is_running:
+        return
+    stopper = threading.Thread(target=services.updater.stop, name="reconciler-stop", daemon=True)
+    stopper.start()
+    stopper.join(RECONCILER_STOP_WAIT)
+    if stopper.is_alive():
+        log.warning("the reconciler did not stop within %g s: leaving it", RECONCILER_STOP_WAIT)
+
+
+def _exit_now() -> NoReturn:
+    """End the worker process now (logs flushed), skipping the interpreter's join of its threads."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def reconciler_interval(config: Any) -> float:
@@ -89,6 +142,8 @@ HOOKS: dict[str, Callable[..., None]] = {
     "pre_fork": pre_fork,
     "on_reload": on_reload,
     "post_worker_init": post_worker_init,
+    "worker_int": worker_int,
+    "worker_abort": worker_abort,
     "worker_exit": worker_exit,
 }
 
@@ -164,5 +219,7 @@ __all__ = [
     "post_worker_init",
     "pre_fork",
     "reconciler_interval",
+    "worker_abort",
     "worker_exit",
+    "worker_int",
 ]

@@ -1,0 +1,222 @@
+"""Ctrl-C on ``redisolar serve`` and ``redisolar demo``: everything stops within 5 seconds, no worker
+is killed, no redis-server is left behind, even with kept-alive connections, a client that never
+sends, and a request stuck on a paused Redis."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import pytest
+
+from redisolar.embedded import RedisServer, ServerSpec
+
+STOP_WITHIN = 5.0
+START_WITHIN = 90.0
+
+
+def redisolar_command() -> list[str]:
+    """The installed ``redisolar`` script next to this Python, else ``python -m redisolar``."""
+    script = Path(sys.executable).parent / "redisolar"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "redisolar"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def hermetic_env(**settings: str) -> dict[str, str]:
+    """This process's environment without REDISOLAR_* settings, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDISOLAR_")}
+    return {**env, **settings}
+
+
+class Running:
+    """A ``redisolar`` command in its own process group, its output collected by a thread."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            [*redisolar_command(), *args],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # a process group of its own, as a terminal's foreground job
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = START_WITHIN) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.output)
+            if found:
+                return found
+            assert self.proc.poll() is None, f"exited early:\n{self.output}"
+            time.sleep(0.1)
+        raise AssertionError(f"{pattern!r} not seen within {timeout} s:\n{self.output}")
+
+    def ctrl_c(self) -> float:
+        """SIGINT to the whole process group (what a terminal's Ctrl-C does); seconds until exit."""
+        started = time.monotonic()
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            self.proc.wait(STOP_WITHIN + 25)
+        finally:
+            self.kill()
+        self._reader.join(5)
+        return time.monotonic() - started
+
+    def kill(self) -> None:
+        with suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def group_alive(self) -> bool:
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+@contextmanager
+def running(args: list[str], env: dict[str, str], cwd: Path) -> Iterator[Running]:
+    command = Running(args, env, cwd)
+    try:
+        yield command
+    finally:
+        command.kill()
+
+
+def get(connection: http.client.HTTPConnection, path: str) -> int:
+    connection.request("GET", path)
+    response = connection.getresponse()
+    response.read()
+    return response.status
+
+
+def hold_connections(port: int) -> list[socket.socket | http.client.HTTPConnection]:
+    """A kept-alive connection after a few requests, and one that never sends a byte (a browser's
+    pre-connection)."""
+    kept = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for path in ("/health", "/api/sites/stats", "/api/analytics/summary"):
+        assert get(kept, path) == 200
+    idle = socket.create_connection(("127.0.0.1", port))
+    return [kept, idle]
+
+
+def close_all(connections: list[socket.socket | http.client.HTTPConnection]) -> None:
+    for connection in connections:
+        connection.close()
+
+
+def assert_clean_stop(command: Running, seconds: float) -> None:
+    output = command.output
+    assert seconds < STOP_WITHIN, f"stopped after {seconds:.1f} s:\n{output}"
+    assert "SIGKILL" not in output and "Traceback" not in output, output
+    assert not command.group_alive(), "a process of the group is still running"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ctrl_c_on_serve_stops_at_once_despite_a_request_stuck_on_redis(
+    plain_spec: ServerSpec, redis_server_factory: Callable[..., RedisServer], tmp_path: Path
+) -> None:
+    server = redis_server_factory(plain_spec)
+    port = free_port()
+    env = hermetic_env(REDISOLAR_REDIS_URL=f"{server.url}/0")
+    args = ["serve", "--port", str(port), "--workers", "2", "--threads", "4"]
+    control = server.client()
+    with running(args, env, tmp_path) as serve:
+        serve.wait_for(r"Booting worker")
+        _wait_until_serving(port)
+        held = hold_connections(port)
+        control.client_pause(30_000, all=False)  # every write waits: a request gets stuck
+        try:
+            stuck = threading.Thread(target=_quiet_post_site, args=(port,), daemon=True)
+            stuck.start()
+            time.sleep(0.5)
+            seconds = serve.ctrl_c()
+        finally:
+            control.client_unpause()
+        assert_clean_stop(serve, seconds)
+    close_all(held)
+    print(f"serve stopped {seconds:.2f} s after Ctrl-C")
+
+
+def test_ctrl_c_on_demo_stops_everything_and_leaves_no_redis(tmp_path: Path) -> None:
+    port = free_port()
+    args = ["demo", "--port", str(port), "--workers", "2", "--data-dir", str(tmp_path / "redis")]
+    with running(args, hermetic_env(), tmp_path) as demo:
+        redis_pid = int(demo.wait_for(r"Redis \(\w+, pid (\d+)\)").group(1))
+        demo.wait_for(r"is running on")
+        _wait_until_serving(port)
+        held = hold_connections(port)
+        seconds = demo.ctrl_c()
+        assert_clean_stop(demo, seconds)
+    close_all(held)
+    assert not pid_alive(redis_pid), "the embedded redis-server outlived the demo"
+    print(f"demo stopped {seconds:.2f} s after Ctrl-C")
+
+
+def _wait_until_serving(port: int, timeout: float = START_WITHIN) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            if get(connection, "/health") == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            connection.close()
+        time.sleep(0.1)
+    pytest.fail(f"nothing served on port {port} within {timeout} s")
+
+
+def _quiet_post_site(port: int) -> None:
+    site = {"id": 1, "capacity": 4.5, "panels": 3, "address": "1 Main St", "city": "Oakland", "state": "CA",
+            "postal_code": "94577"}  # fmt: skip
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("POST", "/api/sites/", json.dumps(site), {"Content-Type": "application/json"})
+        connection.getresponse().read()
+    except (OSError, http.client.HTTPException):
+        pass  # the server went away mid-request: expected
+    finally:
+        connection.close()
