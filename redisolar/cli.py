@@ -21,10 +21,12 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import click
+from redis.exceptions import ResponseError
 
 from redisolar.embedded import EmbeddedRedisError, RedisServer, find_best_server
 from redisolar.errors import RediSolarError
 from redisolar.preflight import PreflightError, check_connection, check_services
+from redisolar.redis_faults import is_out_of_memory
 from redisolar.sample_data import (
     PROFILES,
     LoadReport,
@@ -279,11 +281,19 @@ def _plan(sites: int, days: float, interval: int, profile: str, seed: int | None
 
 @contextmanager
 def _friendly_errors(prefix: str = "") -> Iterator[None]:
-    """RediSolar's own errors (bad options, data refused) become CLI errors: a message, exit code 1."""
+    """RediSolar's own errors (bad options, data refused) and a full Redis become CLI errors: a
+    message, exit code 1."""
     try:
         yield
     except RediSolarError as exc:
         raise click.ClickException(f"{prefix}{exc.message}") from None
+    except ResponseError as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise click.ClickException(
+            f"{prefix}Redis is out of memory (maxmemory reached); the batch in progress was not written. "
+            "Free memory or raise maxmemory, then load again."
+        ) from None
 
 
 def _replace_existing(services: Services, yes: bool) -> None:

@@ -280,3 +280,15 @@ def test_a_server_refusing_the_shebang_runs_the_script_without_it(plain_redis: R
     client.delete("counter")
     client.close()
     other.close()
+
+
+def test_load_into_a_full_redis_says_so(
+    plain_spec: ServerSpec, redis_server_factory: Callable[..., RedisServer]
+) -> None:
+    server = redis_server_factory(plain_spec)
+    with server.client() as client:
+        fill_memory(client)
+        result = run(["load", "--yes"], {"REDISOLAR_REDIS_URL": f"{server.url}/0"})
+        assert result.exit_code == 1, result.output
+        assert "Loading failed: Redis is out of memory" in result.output
+        assert not [k for k in client.scan_iter() if not k.startswith(b"junk:")]
