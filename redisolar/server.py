@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, NoReturn
 
 from gunicorn.app.base import BaseApplication
@@ -40,6 +41,9 @@ RECONCILER_FLAG = "redisolar_runs_reconciler"
 
 ABORTED_FLAG = "redisolar_aborted"
 """Attribute set on a worker that gunicorn aborts (timeout): it keeps gunicorn's own exit path."""
+
+QUICK_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
+"""The signals that stop a worker at once (Ctrl-C reaches every process of the group)."""
 
 RECONCILER_STOP_WAIT = 2.0
 """Seconds an exiting worker waits for its reconciler thread (a daemon) to finish a pass."""
@@ -73,7 +77,8 @@ def on_reload(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """(worker, app loaded) Start the reconciler if this worker was designated."""
+    """(worker, app loaded) Stop at once on SIGINT/SIGQUIT; start the reconciler if designated."""
+    _quit_at_once(worker)
     if not getattr(worker, RECONCILER_FLAG, False):
         return
     app = worker.wsgi
@@ -85,10 +90,24 @@ def post_worker_init(worker: Any) -> None:
     log.info("leaderboard reconciler started in worker %d, every %g s", os.getpid(), interval)
 
 
+def _quit_at_once(worker: Any) -> None:
+    """Handle SIGINT and SIGQUIT with :func:`worker_int` alone. gunicorn's own handler first shuts
+    the request thread pool down, taking the pool's lock: a signal that lands while the main thread
+    holds that lock (queueing a request) deadlocks the worker until the master's SIGKILL."""
+
+    def quit_now(signum: int, frame: FrameType | None) -> None:
+        worker.alive = False
+        worker_int(worker)
+
+    for quick in QUICK_SIGNALS:
+        signal.signal(quick, quit_now)
+
+
 def worker_int(worker: Any) -> None:
     """(worker, SIGINT or SIGQUIT: stop now) Ignore the next such signal, stop the reconciler, leave."""
-    for quick in (signal.SIGINT, signal.SIGQUIT):  # Ctrl-C's SIGINT, then the master's SIGQUIT
-        signal.signal(quick, signal.SIG_IGN)
+    if threading.current_thread() is threading.main_thread():
+        for quick in QUICK_SIGNALS:  # Ctrl-C's SIGINT, then the master's SIGQUIT
+            signal.signal(quick, signal.SIG_IGN)
     log.info("worker %d stopping at once", os.getpid())
     _stop_reconciler(worker)
     _exit_now()
