@@ -17,6 +17,7 @@ from flask import Flask
 from redisolar.app import get_services
 from redisolar.cli import main
 from redisolar.dao.scripts import (
+    ALLOW_OOM_SCRIPTS,
     ALLOW_OOM_SHEBANG,
     ScriptCall,
     load_script,
@@ -261,6 +262,16 @@ def test_derived_state_scripts_run_when_memory_is_full(
     assert run_scripts(client, [call]) == [1]
     assert client.zscore("board", "site:1") == 5.5 and float(client.get("board:sum") or 0) == 5.5
     client.close()
+
+
+def test_every_allow_oom_script_loads_with_its_flag(plain_redis: RedisServer) -> None:
+    with plain_redis.client() as client:
+        for name in sorted(ALLOW_OOM_SCRIPTS):
+            lua = script(name)
+            assert lua.source.startswith(ALLOW_OOM_SHEBANG) and lua.legacy is not None
+            load_script(client, lua)
+            assert runnable(client, lua) is lua  # Redis 7 took the flagged form
+            assert client.script_exists(lua.sha) == [True]
 
 
 def test_a_server_refusing_the_shebang_runs_the_script_without_it(plain_redis: RedisServer) -> None:
