@@ -233,7 +233,8 @@ def test_out_of_memory_is_a_507_that_writes_nothing_and_recovers_without_restart
         assert "storage is full" in response.get_json()["error"].lower()
         assert response.headers["Retry-After"] == "9"
     assert snapshot(raw) == before
-    assert http.get("/api/analytics/readings/1/latest").status_code == 200  # reads still work
+    for read in ("/api/analytics/readings/1/latest", "/api/sites/1", "/api/analytics/summary"):
+        assert http.get(read).status_code == 200, read  # reads still work (rate limits included)
     health = http.get("/health")
     assert health.status_code == 503 and health.headers["Retry-After"] == "9"
     assert health.get_json()["storage"] == "full" and health.get_json()["status"] == "unhealthy"
