@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -12,6 +13,26 @@ from redis.retry import Retry
 
 DEFAULT_KEY_PREFIX = "ru102py-app:"
 _URL_SCHEMES = ("redis", "rediss", "unix")
+T = TypeVar("T")
+
+
+class NetworkRetry(Retry):
+    """redis-py's :class:`Retry` for network errors only: a refused login (``AuthenticationError``
+    is a ``ConnectionError``) is a configuration error, raised at once instead of after the backoff."""
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        def retryable(error: Exception) -> bool:
+            if isinstance(error, redis.AuthenticationError | redis.exceptions.AuthorizationError):
+                return False
+            return is_retryable is None or is_retryable(error)
+
+        return super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
 @dataclass(frozen=True)
@@ -66,7 +87,7 @@ class Config:
             "decode_responses": True,
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.socket_timeout,
-            "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), self.retries),
+            "retry": NetworkRetry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), self.retries),
             "health_check_interval": 30,
         }
         options.update(kwargs)

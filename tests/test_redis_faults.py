@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -304,3 +305,11 @@ def test_load_into_a_full_redis_says_so(
         assert result.exit_code == 1, result.output
         assert "Loading failed: Redis is out of memory" in result.output
         assert not [k for k in client.scan_iter() if not k.startswith(b"junk:")]
+
+
+def test_refused_credentials_are_not_retried(locked: RedisServer, app_factory: Callable[..., Flask]) -> None:
+    """The client retries network errors with backoff (REDIS_RETRIES), not a refused login."""
+    app = app_factory(locked, REDIS_URL=None, REDIS_HOST=locked.host, REDIS_PORT=locked.port, REDIS_RETRIES=5)
+    started = time.perf_counter()
+    assert app.test_client().get("/api/sites/1").status_code == 500
+    assert time.perf_counter() - started < 0.5
