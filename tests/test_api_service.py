@@ -282,7 +282,22 @@ def test_openapi_lists_every_route(app: Flask, http: FlaskClient) -> None:
         missing += [f"{m} {rule.rule}" for m in methods if m.lower() not in operations]
     assert missing == []
     documented = [(p, m) for p, operations in spec["paths"].items() for m in operations if m != "parameters"]
-    assert len(documented) == 18  # / and /health, 7 sites routes, 9 analytics routes
+    assert len(documented) == 22  # / and /health, 7 sites routes, 9 analytics routes, 4 keys routes
+
+
+def test_openapi_documents_security_on_every_operation(http: FlaskClient) -> None:
+    spec = http.get("/api/openapi.json").get_json()
+    assert set(spec["components"]["securitySchemes"]) == {"bearerAuth", "apiKeyHeader"}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            assert "security" in operation, (method, path)
+            if path.startswith("/api/"):
+                assert operation["security"], (method, path)
+                assert {"401", "429"} <= set(operation["responses"]), (method, path)
+            else:
+                assert operation["security"] == [], (method, path)
 
 
 def test_openapi_describes_errors_and_the_real_shapes(http: FlaskClient) -> None:

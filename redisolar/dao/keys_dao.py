@@ -18,7 +18,7 @@ from redis.exceptions import NoScriptError
 
 from redisolar.auth.limits import RateDecision, RatePolicy
 from redisolar.dao.key_manager import KeyManager
-from redisolar.dao.scripts import script
+from redisolar.dao.scripts import load_script, runnable, script
 from redisolar.models.api_key import ApiKey, key_id_of, new_secret, secret_hash
 from redisolar.timeutil import from_ms, to_ms, utcnow
 
@@ -106,6 +106,10 @@ class ApiKeyDao:
         replies = pipe.execute() if ids else []
         return [_api_key(replies[i], replies[i + 1]) for i in range(0, len(replies), 2)]
 
+    def _sha(self) -> str:
+        """The SHA of the check as this server runs it (flagged allow-oom on Redis 7 and later)."""
+        return runnable(self.client, self._script).sha
+
     # -- per request -------------------------------------------------------------------------------
     def check_key(
         self, secret: str, budget: str, policy: RatePolicy | None, site_id: int | None = None
@@ -150,18 +154,18 @@ class ApiKeyDao:
         args = (hashed, interval, policy.burst if policy else 0, "" if site_id is None else site_id)
         if not exists:  # the common case: one command, without a pipeline's overhead
             try:
-                return [self.client.evalsha(self._script.sha, len(keys), *keys, *args)]
+                return [self.client.evalsha(self._sha(), len(keys), *keys, *args)]
             except NoScriptError:
-                self.client.script_load(self._script.source)
-                return [self.client.evalsha(self._script.sha, len(keys), *keys, *args)]
+                load_script(self.client, self._script)
+                return [self.client.evalsha(self._sha(), len(keys), *keys, *args)]
         for attempt in (1, 2):
             pipe = self.client.pipeline(transaction=False)
             pipe.exists(self.keys.api_keys_key())
-            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+            pipe.evalsha(self._sha(), len(keys), *keys, *args)
             replies = pipe.execute(raise_on_error=False)
             if not isinstance(replies[-1], NoScriptError) or attempt == 2:
                 break
-            self.client.script_load(self._script.source)
+            load_script(self.client, self._script)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
@@ -169,6 +173,7 @@ class ApiKeyDao:
 
 
 def _valid_id(key_id: str) -> bool:
+    """Whether ``key_id`` is shaped like a key id (12 lowercase hex digits)."""
     return len(key_id) == 12 and all(c in "0123456789abcdef" for c in key_id)
 
 

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import redis
-from redis.client import Pipeline
 from redis.exceptions import ResponseError
 
 from redisolar.dao.daily_boards import DailyBoards, efficiency_percent
 from redisolar.dao.fleet_hours import FleetHours, HourSums
 from redisolar.dao.key_manager import KeyManager, key_manager
-from redisolar.dao.scripts import run_scripts_collect
+from redisolar.dao.scripts import ScriptCall, run_scripts_collect, script
 from redisolar.dao.timeseries.base import (
     AGGREGATIONS,
     Backend,
@@ -143,15 +142,21 @@ class TimeSeriesDao:
                 for o in outcomes
                 for day, total in o.day_sums.items()
             ),
-            extra=lambda pipe: self._update_last_seen(pipe, outcomes),
-            also=self.fleet.calls(
-                (o.site_id, hour, o.version, total) for o in outcomes for hour, total in o.hour_sums.items()
-            ),
+            also=[
+                *self.fleet.calls(
+                    (o.site_id, hour, o.version, total)
+                    for o in outcomes
+                    for hour, total in o.hour_sums.items()
+                ),
+                self._last_seen_call(outcomes),
+            ],
         )
 
-    def _update_last_seen(self, pipe: Pipeline, outcomes: list[WriteOutcome]) -> None:
-        """Queue each site's newest reading (ZADD GT: a late update never goes backwards)."""
-        pipe.zadd(self.keys.fleet_last_seen_key(), {str(o.site_id): o.newest for o in outcomes}, gt=True)
+    def _last_seen_call(self, outcomes: list[WriteOutcome]) -> ScriptCall:
+        """Each site's newest reading (ZADD GT: a late update never goes backwards), as derived state
+        (``zset_add.lua`` runs even when Redis is out of memory, after the site's write was accepted)."""
+        pairs = [str(x) for o in outcomes for x in (o.newest, o.site_id)]
+        return ScriptCall(script("zset_add"), (self.keys.fleet_last_seen_key(),), ("GT", *pairs))
 
     @staticmethod
     def _group(readings: Iterable[MeterReading]) -> dict[int, list[Record]]:
