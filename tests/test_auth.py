@@ -487,3 +487,20 @@ def test_options_lists_the_methods_without_a_key(make_app: Callable[..., Flask])
     response = http.options("/api/keys/0123456789ab")
     assert response.status_code == 200
     assert set(response.headers["Allow"].split(", ")) >= {"GET", "DELETE", "OPTIONS"}
+
+
+def test_under_required_health_tells_callers_without_a_read_key_only_the_status(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(AUTH_MODE="required")
+    world = build_world(get_services(app))
+    http = app.test_client()
+    assert http.get("/health").get_json() == {"status": "healthy"}
+    assert http.get("/health", headers=world.headers("write-1")).get_json() == {"status": "healthy"}
+    assert http.get("/health", headers=world.headers("revoked")).get_json() == {"status": "healthy"}
+    detailed = http.get("/health", headers=world.headers("read")).get_json()
+    assert detailed["status"] == "healthy" and detailed["redis"]["connected"] is True
+    assert http.get("/").get_json()["redis_info"] is None
+    assert http.get("/", headers=world.headers("admin")).get_json()["redis_info"]
+    open_health = make_app(AUTH_MODE="writes").test_client().get("/health").get_json()
+    assert "redis" in open_health and "background_services" in open_health

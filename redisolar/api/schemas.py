@@ -398,7 +398,10 @@ class HealthSchema(Schema):
     refused the credentials, which waiting does not fix)."""
 
     status = fields.String(required=True, validate=validate.OneOf(("healthy", "unhealthy")))
-    redis = fields.Nested(RedisHealthSchema, required=True)
+    redis = fields.Nested(
+        RedisHealthSchema,
+        metadata={"description": "Left out under AUTH_MODE=required for callers without a read key"},
+    )
     storage = fields.String(
         allow_none=True,
         validate=validate.OneOf(("ok", "full")),
@@ -407,6 +410,9 @@ class HealthSchema(Schema):
             "memory is freed or maxmemory raised); null when unknown"
         },
     )
-    background_services = fields.Nested(BackgroundServicesSchema, required=True)
+    background_services = fields.Nested(
+        BackgroundServicesSchema,
+        metadata={"description": "Left out under AUTH_MODE=required for callers without a read key"},
+    )
     error = fields.String(metadata={"description": "Only when unhealthy"})
     details = fields.Raw(allow_none=True, metadata={"description": "Only when unhealthy: null"})

@@ -22,6 +22,7 @@ from flask import current_app, request
 from redisolar.api.common import Blueprint, services
 from redisolar.api.errors import MISCONFIGURED, REDIS_UNAVAILABLE, STORAGE_FULL
 from redisolar.api.schemas import HealthSchema, IndexSchema
+from redisolar.auth.checks import may_see_details
 from redisolar.config import Config
 from redisolar.redis_faults import AUTH_HINT, StorageState, is_auth_failure, storage_state
 
@@ -70,7 +71,7 @@ def index() -> Any:
     return {
         "message": "RediSolar API is running!",
         "redis_connected": version is not None,
-        "redis_info": version,
+        "redis_info": version if may_see_details() else None,
         "endpoints": ENDPOINTS,
     }
 
@@ -99,6 +100,8 @@ def health() -> Any:
         "storage": probe.storage,
         "background_services": {"leaderboard_updater": services().updater.is_running},
     }
+    if not may_see_details():  # AUTH_MODE=required and no read key: the status alone
+        body = {"status": body["status"]}
     if probe.problem is None:
         return body
     body.update(error=probe.problem, details=None)

@@ -135,6 +135,18 @@ def _without_key(need: Need, budget: str, policy: RatePolicy | None, mode: str) 
     return None
 
 
+def may_see_details() -> bool:
+    """Whether the current request may see what a public route (``/health``, ``/``) tells beyond
+    its status: always, unless ``AUTH_MODE=required``; then with a valid read or admin key."""
+    if _settings().mode != "required":
+        return True
+    secret = presented_secret()
+    if secret is None:
+        return False
+    check = _dao().check_key(secret, "reads", None)
+    return check.verdict == "ok" and check.scope in ("read", "admin")
+
+
 def cross_site_refusal() -> Response | None:
     """Refuse a state-changing request without a key that a page of another site could have sent:
     a form's content type (415), or a browser's cross-site marks (403)."""
@@ -218,4 +230,12 @@ def _rate_headers(response: Response) -> Response:
     return response
 
 
-__all__ = ["Principal", "authorize", "init_auth", "is_local_request", "presented_secret", "principal"]
+__all__ = [
+    "Principal",
+    "authorize",
+    "init_auth",
+    "is_local_request",
+    "may_see_details",
+    "presented_secret",
+    "principal",
+]
