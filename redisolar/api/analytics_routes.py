@@ -49,6 +49,7 @@ from redisolar.api.schemas import (
     SitePositionSchema,
     SummarySchema,
 )
+from redisolar.auth.checks import known_site_existence
 from redisolar.dao.key_manager import LEADERBOARD_TYPES
 from redisolar.errors import InvalidInput, InvalidQuery, InvalidReading, SiteNotFound
 from redisolar.models.schemas import SiteAnalyticsSchema
@@ -78,7 +79,8 @@ BOARD_PARAMETER = _path_choice("leaderboard_type", LEADERBOARD_TYPES, "The leade
 
 # -- helpers ---------------------------------------------------------------------------------------
 def _require_site(site_id: int) -> None:
-    if not services().sites.exists(site_id):
+    exists = known_site_existence(site_id)  # read with the request's key check, if there was one
+    if not (services().sites.exists(site_id) if exists is None else exists):
         raise SiteNotFound(site_id)
 
 

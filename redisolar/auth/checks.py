@@ -108,7 +108,8 @@ def presented_secret() -> str | None:
 
 def _with_key(secret: str, need: Need, budget: str, policy: RatePolicy | None, mode: str) -> Response | None:
     site_id = (request.view_args or {}).get("site_id") if need is Need.WRITE_SITE else None
-    check = _dao().check_key(secret, budget, policy, site_id)
+    check = _dao().check_key(secret, budget, policy, site_id, prefetch_site=_site_to_prefetch())
+    _remember_site(check.site_exists)
     if check.verdict != "ok":
         return _unauthorized(KEY_EXPIRED if check.verdict == "expired" else KEY_INVALID, invalid=True)
     g.rate = check.rate
@@ -121,7 +122,11 @@ def _with_key(secret: str, need: Need, budget: str, policy: RatePolicy | None, m
 
 
 def _without_key(need: Need, budget: str, policy: RatePolicy | None, mode: str) -> Response | None:
-    rate, keys_exist = _dao().check_address(client_address(), budget, policy, want_exists=mode == "auto")
+    address = _dao().check_address(
+        client_address(), budget, policy, want_exists=mode == "auto", prefetch_site=_site_to_prefetch()
+    )
+    rate, keys_exist = address.rate, address.keys_exist
+    _remember_site(address.site_exists)
     g.rate = rate
     if mode == "auto" and not keys_exist:
         if not is_local_request():
@@ -133,6 +138,26 @@ def _without_key(need: Need, budget: str, policy: RatePolicy | None, mode: str) 
     if request.method not in SAFE_METHODS:
         return cross_site_refusal()
     return None
+
+
+def _site_to_prefetch() -> int | None:
+    """The site whose existence the analytics views check first (``_require_site``): read in the
+    check's round trip rather than in one of its own."""
+    if request.blueprint != "analytics":
+        return None
+    site_id = (request.view_args or {}).get("site_id")
+    return site_id if isinstance(site_id, int) else None
+
+
+def _remember_site(exists: bool | None) -> None:
+    if exists is not None:
+        g.site_exists = (_site_to_prefetch(), exists)
+
+
+def known_site_existence(site_id: int) -> bool | None:
+    """Whether ``site_id`` exists, if the check of this request read it (else None)."""
+    known = g.get("site_exists")
+    return known[1] if known is not None and known[0] == site_id else None
 
 
 def may_see_details() -> bool:

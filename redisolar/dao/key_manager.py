@@ -150,17 +150,14 @@ class KeyManager:
 
     def api_key_key(self, key_id: str) -> str:
         """Hash ``apikey:{apikey:ID}``: one key's metadata and the SHA-256 of its secret (``hash``;
-        never the secret): id, name, scope, all_sites, created, expires, last_used (ms)."""
+        never the secret): id, name, scope, all_sites, created, expires, last_used (ms); and the
+        state of its rate budgets, ``rl:reads`` and ``rl:writes`` (theoretical arrival times in ms,
+        GCRA)."""
         return f"{self.key_prefix}apikey:{self.api_key_tag(key_id)}"
 
     def api_key_sites_key(self, key_id: str) -> str:
         """Set ``apikey:{apikey:ID}:sites``: the site ids a ``write`` key may post readings to."""
         return f"{self.key_prefix}apikey:{self.api_key_tag(key_id)}:sites"
-
-    def api_key_bucket_key(self, key_id: str, budget: str) -> str:
-        """String ``apikey:{apikey:ID}:rl:BUDGET`` (BUDGET reads or writes): the key's rate-limit
-        state, the theoretical arrival time in ms (GCRA), expiring when the budget is full again."""
-        return f"{self.key_prefix}apikey:{self.api_key_tag(key_id)}:rl:{budget}"
 
     def api_keys_key(self) -> str:
         """Sorted set ``apikeys``: every API key id, scored by its creation time in ms."""

@@ -1,15 +1,15 @@
 """API keys in Redis, and the one call per request that checks a key and its rate limit.
 
-Each key lives under its own hash tag ``{apikey:ID}`` (its record, its sites and its rate-limit
-buckets), so the per-request check is one single-slot script (``auth_check.lua``); the registry of
-key ids (``apikeys``) is only written when keys are created or revoked. Nothing is cached in the
-process: a revoked key is refused by the next request in every worker.
+Each key lives under its own hash tag ``{apikey:ID}`` (its record, which also holds its rate-limit
+budgets, and its sites), so the per-request check is one single-slot script (``auth_check.lua``);
+the registry of key ids (``apikeys``) is only written when keys are created or revoked. Nothing is
+cached in the process: a revoked key is refused by the next request in every worker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,8 +22,6 @@ from redisolar.dao.scripts import load_script, runnable, script
 from redisolar.models.api_key import ApiKey, key_id_of, new_secret, secret_hash
 from redisolar.timeutil import from_ms, to_ms, utcnow
 
-BUDGETS = ("reads", "writes")
-
 
 @dataclass(frozen=True)
 class KeyCheck:
@@ -34,6 +32,8 @@ class KeyCheck:
     scope: str = ""
     site_ok: bool = False
     rate: RateDecision | None = None
+    site_exists: bool | None = None
+    """Whether the prefetched site exists (None: not asked)."""
 
 
 class ApiKeyDao:
@@ -85,11 +85,7 @@ class ApiKeyDao:
         if not _valid_id(key_id):
             return False
         pipe = self.client.pipeline(transaction=False)
-        pipe.delete(
-            self.keys.api_key_key(key_id),
-            self.keys.api_key_sites_key(key_id),
-            *(self.keys.api_key_bucket_key(key_id, b) for b in BUDGETS),
-        )
+        pipe.delete(self.keys.api_key_key(key_id), self.keys.api_key_sites_key(key_id))
         pipe.zrem(self.keys.api_keys_key(), key_id)
         deleted, _ = pipe.execute()
         return bool(deleted)
@@ -112,64 +108,91 @@ class ApiKeyDao:
 
     # -- per request -------------------------------------------------------------------------------
     def check_key(
-        self, secret: str, budget: str, policy: RatePolicy | None, site_id: int | None = None
+        self,
+        secret: str,
+        budget: str,
+        policy: RatePolicy | None,
+        site_id: int | None = None,
+        *,
+        prefetch_site: int | None = None,
     ) -> KeyCheck:
         """Check a presented secret (and whether it may write ``site_id``), and take one request
-        from its ``budget``. One round trip; none for a string that is not shaped like a key."""
+        from its ``budget``. One round trip (none for a string that is not shaped like a key), which
+        also reads whether the site ``prefetch_site`` exists, when given (:attr:`KeyCheck.site_exists`)."""
         key_id = key_id_of(secret)
         if key_id is None:
             return KeyCheck("unknown")
-        keys = (
-            self.keys.api_key_key(key_id),
-            self.keys.api_key_sites_key(key_id),
-            self.keys.api_key_bucket_key(key_id, budget),
-        )
-        reply = self._run(keys, secret_hash(secret), policy, site_id, exists=False)[-1]
-        return _key_check(reply, policy)
+        keys = (self.keys.api_key_key(key_id), self.keys.api_key_sites_key(key_id))
+        args = _args(secret_hash(secret), policy, site_id, budget)
+        _, reply, site_exists = self._run(keys, args, registry=False, site=prefetch_site)
+        return replace(_key_check(reply, policy), site_exists=site_exists)
 
     def check_address(
-        self, address: str, budget: str, policy: RatePolicy | None, *, want_exists: bool
-    ) -> tuple[RateDecision | None, bool | None]:
-        """Take one request from a client address's ``budget`` and, if ``want_exists``, learn
-        whether any key exists, in one round trip. Returns (rate decision, keys exist or None)."""
+        self,
+        address: str,
+        budget: str,
+        policy: RatePolicy | None,
+        *,
+        want_exists: bool,
+        prefetch_site: int | None = None,
+    ) -> AddressCheck:
+        """Take one request from a client address's ``budget`` and, if ``want_exists``, learn whether
+        any key exists, in one round trip (none when neither is needed), which also reads whether the
+        site ``prefetch_site`` exists, when given."""
         if policy is None and not want_exists:
-            return None, None
+            return AddressCheck(None, None, None)
         if policy is None:
-            return None, self.any_exist()
+            return AddressCheck(None, self.any_exist(), None)
         keys = (self.keys.address_bucket_key(address, budget),)
-        replies = self._run(keys, "", policy, None, exists=want_exists)
-        exists = bool(replies[0]) if want_exists else None
-        return _key_check(replies[-1], policy).rate, exists
+        args = _args("", policy, None, budget)
+        keys_exist, reply, site_exists = self._run(keys, args, registry=want_exists, site=prefetch_site)
+        return AddressCheck(_key_check(reply, policy).rate, keys_exist, site_exists)
 
     def _run(
-        self,
-        keys: tuple[str, ...],
-        hashed: str,
-        policy: RatePolicy | None,
-        site_id: int | None,
-        *,
-        exists: bool,
-    ) -> list[Any]:
-        interval = f"{policy.interval_ms:.6f}" if policy else "0"
-        args = (hashed, interval, policy.burst if policy else 0, "" if site_id is None else site_id)
-        if not exists:  # the common case: one command, without a pipeline's overhead
+        self, keys: tuple[str, ...], args: tuple[Any, ...], *, registry: bool, site: int | None
+    ) -> tuple[bool | None, Any, bool | None]:
+        """The check script, with EXISTS of the key registry before it and of ``site``'s hash after
+        it when asked: one round trip. Returns (registry exists, script reply, site exists)."""
+        if not registry and site is None:  # one command, without a pipeline's overhead
             try:
-                return [self.client.evalsha(self._sha(), len(keys), *keys, *args)]
+                return None, self.client.evalsha(self._sha(), len(keys), *keys, *args), None
             except NoScriptError:
                 load_script(self.client, self._script)
-                return [self.client.evalsha(self._sha(), len(keys), *keys, *args)]
+                return None, self.client.evalsha(self._sha(), len(keys), *keys, *args), None
         for attempt in (1, 2):
             pipe = self.client.pipeline(transaction=False)
-            pipe.exists(self.keys.api_keys_key())
+            if registry:
+                pipe.exists(self.keys.api_keys_key())
             pipe.evalsha(self._sha(), len(keys), *keys, *args)
-            replies = pipe.execute(raise_on_error=False)
-            if not isinstance(replies[-1], NoScriptError) or attempt == 2:
+            if site is not None:
+                pipe.exists(self.keys.site_key(site))
+            replies = list(pipe.execute(raise_on_error=False))
+            reply = replies[1 if registry else 0]
+            if not isinstance(reply, NoScriptError) or attempt == 2:
                 break
             load_script(self.client, self._script)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return list(replies)
+        for item in replies:
+            if isinstance(item, Exception):
+                raise item
+        keys_exist = bool(replies[0]) if registry else None
+        return keys_exist, reply, bool(replies[-1]) if site is not None else None
+
+
+@dataclass(frozen=True)
+class AddressCheck:
+    """The answer for a request without a key: the rate decision (None: no limit), whether any key
+    exists (None: not asked) and whether the prefetched site exists (None: not asked)."""
+
+    rate: RateDecision | None
+    keys_exist: bool | None
+    site_exists: bool | None
+
+
+def _args(hashed: str, policy: RatePolicy | None, site_id: int | None, budget: str) -> tuple[Any, ...]:
+    """The check script's ARGV."""
+    interval = f"{policy.interval_ms:.6f}" if policy else "0"
+    site = "" if site_id is None else site_id
+    return (hashed, interval, policy.burst if policy else 0, site, f"rl:{budget}")
 
 
 def _valid_id(key_id: str) -> bool:
