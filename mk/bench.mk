@@ -6,8 +6,9 @@
 
 BENCH_ARGS ?=
 
-bench-http: env redis-stack  ## HTTP batch ingest through `redisolar serve` (BASELINE=dir: and the seed's app)
+bench-http: env redis-stack  ## HTTP: batch ingest (BASELINE=dir: beside the seed's app), then what keys and limits cost
 	$(BIN)/python -m bench.http $(if $(BASELINE),--baseline $(BASELINE),) $(BENCH_ARGS)
+	$(BIN)/python -m bench.http_auth
 
 bench-fleet: env redis-stack  ## 10,000-site fleet: load, memory, read latency, mixed load (BASELINE=dir too)
 	$(BIN)/python -m bench.fleet $(if $(BASELINE),--baseline $(BASELINE),) $(BENCH_ARGS)
