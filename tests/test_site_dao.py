@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import script
 from redisolar.dao.site_dao_redis import MAX_LIMIT, SearchResult, SiteDaoRedis
+from redisolar.dao.sites import GEO_MAX_LAT, MAX_OFFSET, MAX_RADIUS_KM, parse_query
 from redisolar.errors import BackendUnavailable, InvalidInput, InvalidQuery, SiteAlreadyExists, SiteNotFound
 from redisolar.models.site import Coordinate, Site
 
@@ -664,3 +665,34 @@ def test_a_term_matching_many_words_finds_every_site(client: redis.Redis) -> Non
         assert dao.search(q="12").total == 400
         assert dao.search(q="1201 mai").total == 10  # 12010..12019
         assert [s.id for s in dao.search(q="12400").sites] == [400]
+
+
+# The API's SearchArgs is a front for redisolar.dao.sites.query (the authority): whatever it accepts at
+# the bounds, the DAO accepts too (the API may be stricter).
+API_EDGES: list[dict[str, Any]] = [
+    {"limit": MAX_LIMIT},
+    {"limit": MAX_LIMIT + 1},
+    {"limit": MAX_LIMIT, "offset": MAX_OFFSET},
+    {"limit": MAX_LIMIT, "offset": MAX_OFFSET + 1},
+    {"lat": GEO_MAX_LAT, "lng": 180, "radius_km": MAX_RADIUS_KM},
+    {"lat": -GEO_MAX_LAT, "lng": -180, "radius_km": 0.001},
+    {"lat": GEO_MAX_LAT + 1e-6, "lng": 0, "radius_km": 1},
+    {"lat": 0, "lng": 180.5, "radius_km": 1},
+    {"lat": 0, "lng": 0, "radius_km": 0},
+    {"lat": 0, "lng": 0},
+    {"min_capacity": 2, "max_capacity": 1},
+    {"min_capacity": 1, "max_capacity": 1},
+]
+
+
+@pytest.mark.parametrize("args", API_EDGES)
+def test_api_search_args_never_accept_what_the_dao_refuses(args: dict[str, Any]) -> None:
+    from marshmallow import ValidationError
+
+    from redisolar.api.schemas import SearchArgs
+
+    try:
+        loaded = SearchArgs().load({name: str(value) for name, value in args.items()})
+    except ValidationError:
+        return
+    parse_query(KEYS, **loaded)  # raises InvalidQuery if the API let through what the DAO refuses
