@@ -29,6 +29,7 @@ from typing import Literal
 from redisolar.errors import InvalidInput
 from redisolar.models.site import Coordinate, MeterReading, Site
 from redisolar.services import Services
+from redisolar.services.ingest import ingest_readings
 from redisolar.timeutil import MS_PER_DAY, from_ms, to_ms, utcnow
 
 Profile = Literal["seed", "clear-sky"]
@@ -384,7 +385,7 @@ def load_plan(
     services.sites.insert_many(*plan.sites)
     stored = 0
     for batch in batched(plan.readings(), batch_size):
-        stored += services.timeseries.add_readings_batch(batch)
+        stored += ingest_readings(services, batch)
         if progress is not None:
             progress(len(batch))
     services.updater.update_all_leaderboards()

@@ -13,7 +13,7 @@ from redisolar.dao.fleet_hours import MS_PER_HOUR
 from redisolar.dao.leaderboard_dao import LeaderboardDao
 from redisolar.dao.scripts import run_scripts
 from redisolar.dao.site_dao_redis import SiteDaoRedis
-from redisolar.dao.timeseries_dao import TimeSeriesDao
+from redisolar.dao.timeseries_dao import TimeSeriesDao, group_readings
 from redisolar.errors import InvalidReading
 from redisolar.models.site import MeterReading, Site
 from redisolar.tasks.leaderboard_updater import LeaderboardUpdater
@@ -69,7 +69,7 @@ def test_retried_fleet_update_changes_nothing(dao: TimeSeriesDao, top: datetime)
     dao.add_readings_batch(batch)
     before = hour_totals(dao, window(top))
     assert before == pytest.approx(expected(batch), rel=1e-12)
-    records = dao._group(batch)  # the same writes again: the scripts return the same absolute totals
+    records = group_readings(batch)  # the same writes again: the scripts return the same absolute totals
     dao.add_validated_records(records)
     dao.add_validated_records(records)
     assert hour_totals(dao, window(top)) == pytest.approx(before, rel=1e-12)
@@ -105,7 +105,7 @@ def test_refused_site_of_a_batch_leaves_the_others_exact(
     batch = [reading(1, top, 40.0), reading(2, old + timedelta(minutes=5), 2.0), reading(3, top, 60.0)]
     # site 2's newest reading moves far ahead after the batch passed the DAO's own retention check, so
     # its script refuses its part (as when another writer advances it meanwhile)
-    records = dao._group(batch)
+    records = group_readings(batch)
     dao._check_retention(records)  # passes now
     dao.add_reading(reading(2, top + timedelta(milliseconds=1), 3.0))  # the other writer
     monkeypatch.setattr(dao, "_check_retention", lambda by_site: None)  # the check ran before it

@@ -4,6 +4,10 @@ Each score is a (site, UTC day) generation total computed on the server right af
 changed it, tagged with the site's data version. ``lb_set.lua`` keeps a score only if its version is
 newer than the stored one, so retries, overwrites and concurrent writers converge on the newest total
 and never double count. Day boards expire once their day has left the retention window.
+
+This module owns the day boards' keys (``{lb:DAY}``: the two boards, their versions and running sums)
+and the index of board days; the ingest service (:mod:`redisolar.services.ingest`) and the reconciler
+write them through :class:`DailyBoards` only.
 """
 
 from __future__ import annotations
@@ -62,6 +66,13 @@ class DailyBoards:
         """Apply ``(site_id, day_number, version, generation_wh, capacity_kw)`` tuples in one round trip
         (with the script calls ``also``, e.g. the fleet rollup's, and the commands ``extra`` queues).
         Returns how many (site, day) scores changed."""
+        calls = self.calls(scores)
+        replies = run_scripts(self.client, [*calls, *also], extra)
+        return sum(int(r) for r in replies[: max(0, len(calls) - 1)])
+
+    def calls(self, scores: Iterable[tuple[int, int, int, float, float | None]]) -> list[ScriptCall]:
+        """The calls applying ``(site_id, day_number, version, generation_wh, capacity_kw)`` tuples:
+        one ``lb_set.lua`` per day, then (if any) the index of days; to run in the caller's round trip."""
         by_day: dict[int, list[str | int]] = defaultdict(list)
         for site_id, day_number, version, generation, capacity in scores:
             efficiency = efficiency_percent(generation, capacity, HOURS_PER_DAY)
@@ -75,8 +86,7 @@ class DailyBoards:
         if by_day:  # the index of days, by a script too: derived state is written even when memory is full
             days = [str(d) for day_number in by_day for d in (day_number, day_number)]
             calls.append(ScriptCall(script("zset_add"), (self.keys.leaderboard_days_key(),), tuple(days)))
-        replies = run_scripts(self.client, [*calls, *also], extra)
-        return sum(int(r) for r in replies[: len(by_day)])
+        return calls
 
     def _call(self, day_number: int, args: list[str | int]) -> ScriptCall:
         day = day_of(day_number)

@@ -6,7 +6,11 @@ slot per hour, so every script touches one slot; see :class:`~redisolar.dao.key_
 - ``fleet:gen:{fh:HOUR}:s:B`` hashes: site id -> 16 bytes ``'<dd'`` (the site's data version, the
   absolute Wh it generated in that hour), for the sites with ``id // FLEET_BUCKET_SITES == B``;
 - ``fleet:gen:{fh:HOUR}:b``: the set of the hour's bucket numbers B;
-- ``fleet:gen:{fh:HOUR}``: the hour's total, kept by ``fleet_hour_set.lua`` as (new - old).
+- ``fleet:gen:{fh:HOUR}``: the hour's total, kept by ``fleet_hour_set.lua`` as (new - old);
+- ``fleet:last_seen`` (sorted set): each site's newest reading (ms), raised only (``ZADD GT``).
+
+This module owns these keys: the ingest service (:mod:`redisolar.services.ingest`) asks it for the
+calls to run after a site's write, and the time-series DAO delegates a site's removal here.
 
 A site's write script returns the site's absolute sum of every hour it touched with its new data
 version; ``fleet_hour_set.lua`` keeps an entry only if its version is not older than the stored one, so
@@ -104,11 +108,27 @@ class FleetHours:
         )
         return ScriptCall(script("fleet_hour_set"), keys, tuple(args))
 
+    def last_seen_call(self, newest: Iterable[tuple[int, int]]) -> ScriptCall:
+        """The call raising each ``(site_id, newest ms)`` in ``fleet:last_seen`` (ZADD GT: a late
+        update never goes backwards), as derived state (``zset_add.lua`` runs even when Redis is out
+        of memory, after the site's write was accepted)."""
+        pairs = [str(x) for site_id, ms in newest for x in (ms, site_id)]
+        return ScriptCall(script("zset_add"), (self.keys.fleet_last_seen_key(),), ("GT", *pairs))
+
     def remove_site(self, site_id: int, hours: Iterable[int]) -> None:
-        """Remove a site's entries of ``hours`` outright (one round trip)."""
-        run_scripts(self.client, self.calls((site_id, h, DELETE_VERSION, None) for h in hours))
+        """Remove a site's entries of ``hours`` and its last-seen entry outright (one round trip)."""
+        last_seen = self.keys.fleet_last_seen_key()
+        run_scripts(
+            self.client,
+            self.calls((site_id, h, DELETE_VERSION, None) for h in hours),
+            lambda pipe: pipe.zrem(last_seen, str(site_id)),
+        )
 
     # -- reads -------------------------------------------------------------------------------------
+    def queue_active(self, pipe: Pipeline, since_ms: int) -> None:
+        """Queue the count of sites whose newest reading is at ``since_ms`` or later."""
+        pipe.zcount(self.keys.fleet_last_seen_key(), since_ms, "+inf")
+
     def queue_totals(self, pipe: Pipeline, hours: Iterable[int]) -> None:
         """Queue one GET per hour total (replies: text or None)."""
         for hour in hours:

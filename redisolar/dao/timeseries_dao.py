@@ -7,12 +7,15 @@ same answers for the same data:
 - ranges are ``[start, end)``; naive datetimes mean UTC; results carry aware UTC datetimes;
 - a re-sent reading (same site and timestamp) replaces the stored one;
 - retention counts back from the site's newest reading; a reading older than that is refused with
-  :class:`~redisolar.errors.InvalidReading` (nothing of its batch is written);
-- ``add_readings_batch`` validates the whole batch first, then writes each site's part atomically and
-  sets that site's daily generation and efficiency leaderboard scores from the stored day totals, and
-  its entries of the fleet's hourly rollup (:mod:`redisolar.dao.fleet_hours`) from the stored hour
-  totals. When a site's script refuses its part (another writer advanced its retention window), the
-  other sites' parts are stored with their boards and rollup entries, then the error is raised.
+  :class:`~redisolar.errors.InvalidReading` (nothing of its batch is written).
+
+This DAO owns the readings' keys (the series or day partitions of ``{site:ID}`` and their meta hash
+``tsmeta:{site:ID}``) and writes no other aggregate's. :meth:`TimeSeriesDao.write_records` is the
+series write alone (one round trip: one script per site, which can also refuse a missing site).
+Keeping the derived state current (day leaderboards, owned by :mod:`redisolar.dao.daily_boards`; the
+fleet's hourly rollup and last-seen, owned by :mod:`redisolar.dao.fleet_hours`) is the ingest use
+case, :mod:`redisolar.services.ingest`; the seed's ``add_reading`` / ``add_readings_batch`` delegate
+to it, so they store readings *and* keep the boards current, as the seed's tests expect.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from redis.exceptions import ResponseError
 from redisolar.dao.daily_boards import DailyBoards, efficiency_percent
 from redisolar.dao.fleet_hours import FleetHours, HourSums
 from redisolar.dao.key_manager import KeyManager, key_manager
-from redisolar.dao.scripts import ScriptCall, run_scripts_collect, script
+from redisolar.dao.scripts import run_scripts_collect
 from redisolar.dao.timeseries.base import (
     AGGREGATIONS,
+    NO_SITE,
     Backend,
     Point,
     Record,
@@ -39,7 +43,7 @@ from redisolar.dao.timeseries.base import (
 )
 from redisolar.dao.timeseries.core import CoreBackend
 from redisolar.dao.timeseries.redistimeseries import RedisTimeSeriesBackend
-from redisolar.errors import InvalidQuery, InvalidReading
+from redisolar.errors import InvalidQuery, InvalidReading, SiteNotFound
 from redisolar.models.site import MeterReading, MetricType, SiteAnalytics, TimeSeriesData, check_site_id
 from redisolar.timeutil import MS_PER_HOUR, as_utc, from_ms, to_ms, utcnow
 
@@ -80,7 +84,9 @@ class TimeSeriesDao:
         self._backend_name = backend
         self._backend: Backend | None = None
         self.boards = DailyBoards(redis_client, self.keys, retention_ms)
+        """The day leaderboards' owner on the same client (the ingest service and the reconciler use it)."""
         self.fleet = FleetHours(redis_client, self.keys, retention_ms)
+        """The fleet rollup's owner on the same client (hourly totals, last-seen)."""
 
     @property
     def backend(self) -> Backend:
@@ -94,81 +100,74 @@ class TimeSeriesDao:
             log.info("time-series backend: %s", name)
         return self._backend
 
-    # -- writes ------------------------------------------------------------------------------------
+    # -- writes ----------------------------------------------------------------------------------------
     def add_reading(self, reading: MeterReading) -> None:
         """Store one reading (an upsert) and update the site's daily leaderboard scores."""
         self.add_readings_batch([reading])
 
     def add_readings_batch(self, readings: Iterable[MeterReading]) -> int:
-        """Store readings of any sites: all-or-nothing validation, then one atomic write per site.
+        """Store readings of any sites (the seed's API: a site need not be registered) through the
+        ingest use case: all-or-nothing validation, one atomic write per site, then the derived state.
 
         Returns the number of distinct (site, timestamp) readings stored. Raises
         :class:`InvalidReading` before writing anything if an item is not a reading or a reading is
         older than its site's retention window.
         """
-        return self.add_validated_records(self._group(readings))
+        return self._ingest(group_readings(readings), require_sites=False)
 
     def add_validated_records(self, by_site: dict[int, list[Record]]) -> int:
         """Store readings already validated as :class:`MeterReading` would validate them, given per
-        site as ``(ms, wh_generated, wh_used, temp_c)`` records sorted by time with unique timestamps
-        (the fast path of the HTTP API). Retention is checked here, all-or-nothing, as for
-        :meth:`add_readings_batch`. Returns the number of readings stored."""
+        site as ``(ms, wh_generated, wh_used, temp_c)`` records sorted by time with unique timestamps,
+        through the ingest use case, as :meth:`add_readings_batch` does (a site need not be
+        registered). Returns the number of readings stored. Kept for callers of the earlier API: new
+        code calls :func:`redisolar.services.ingest.ingest`, which also refuses missing sites."""
+        return self._ingest(by_site, require_sites=False)
+
+    def _ingest(self, by_site: dict[int, list[Record]], *, require_sites: bool) -> int:
+        from redisolar.services.ingest import ingest_records  # the use case sits above the DAOs
+
+        return ingest_records(self, by_site, require_sites=require_sites)
+
+    def write_records(self, by_site: dict[int, list[Record]], *, require_sites: bool = False) -> SeriesWrite:
+        """Write each site's records (sorted, unique timestamps) with one atomic script per site, in
+        one round trip (a second one only when a batch reaches back near the retention window and
+        the sites' newest readings must be read first).
+
+        Raises :class:`InvalidReading` before writing anything when a reading is older than its
+        site's retention window. A site whose script refused its part (missing site with
+        ``require_sites``, or another writer advanced its window meanwhile) wrote nothing; its error
+        is in the result, the other sites' parts are stored.
+        """
         if not by_site:
-            return 0
+            return SeriesWrite([], {}, 0)
         self._check_retention(by_site)
         site_ids = list(by_site)
-        calls = [self.backend.write_call(s, by_site[s]) for s in site_ids]
-        replies = run_scripts_collect(self.redis, calls)
-        outcomes = [
-            parse_write_outcome(s, r)
-            for s, r in zip(site_ids, replies, strict=True)
-            if not isinstance(r, Exception)
-        ]
-        if outcomes:
-            self._apply_derived(outcomes)
-        for reply in replies:  # the sites that were written are accounted for: now say what failed
+        calls = [self.backend.write_call(s, by_site[s], require_sites) for s in site_ids]
+        outcomes: list[WriteOutcome] = []
+        errors: dict[int, Exception] = {}
+        for site_id, reply in zip(site_ids, run_scripts_collect(self.redis, calls), strict=True):
             if isinstance(reply, Exception):
-                if isinstance(reply, ResponseError):
-                    self._raise_if_retention(reply)
-                raise reply
-        return sum(len(records) for records in by_site.values())
+                errors[site_id] = self._write_error(site_id, reply)
+            else:
+                outcomes.append(parse_write_outcome(site_id, reply))
+        stored = sum(len(by_site[o.site_id]) for o in outcomes)
+        return SeriesWrite(outcomes, errors, stored)
 
-    def _apply_derived(self, outcomes: list[WriteOutcome]) -> None:
-        """Set the written sites' day board scores and fleet hour entries from the absolute totals
-        their scripts returned, and their newest readings: one round trip."""
-        self.boards.apply(
-            (
-                (o.site_id, day, o.version, total, o.capacity)
-                for o in outcomes
-                for day, total in o.day_sums.items()
-            ),
-            also=[
-                *self.fleet.calls(
-                    (o.site_id, hour, o.version, total)
-                    for o in outcomes
-                    for hour, total in o.hour_sums.items()
-                ),
-                self._last_seen_call(outcomes),
-            ],
-        )
-
-    def _last_seen_call(self, outcomes: list[WriteOutcome]) -> ScriptCall:
-        """Each site's newest reading (ZADD GT: a late update never goes backwards), as derived state
-        (``zset_add.lua`` runs even when Redis is out of memory, after the site's write was accepted)."""
-        pairs = [str(x) for o in outcomes for x in (o.newest, o.site_id)]
-        return ScriptCall(script("zset_add"), (self.keys.fleet_last_seen_key(),), ("GT", *pairs))
-
-    @staticmethod
-    def _group(readings: Iterable[MeterReading]) -> dict[int, list[Record]]:
-        """Readings by site, sorted by time, the last of equal timestamps kept."""
-        by_site: dict[int, dict[int, Record]] = {}
-        for index, reading in enumerate(readings):
-            if not isinstance(reading, MeterReading):
-                raise InvalidReading(f"Item {index} is not a meter reading")
-            ts = reading.timestamp_millis
-            record = (ts, reading.wh_generated, reading.wh_used, reading.temp_c)
-            by_site.setdefault(reading.site_id, {})[ts] = record
-        return {site: [r[ts] for ts in sorted(r)] for site, r in by_site.items()}
+    def _write_error(self, site_id: int, error: Exception) -> Exception:
+        """The domain error for a site's refused write (the error itself if it is not ours)."""
+        if not isinstance(error, ResponseError):
+            return error
+        message = str(error)
+        if message == NO_SITE:
+            return SiteNotFound(site_id)
+        if message.startswith("RETENTION"):
+            oldest_allowed = from_ms(int(message.split()[1])).isoformat()
+            return InvalidReading(
+                "A reading is older than the retention window (newer readings arrived meanwhile); "
+                f"the oldest accepted timestamp is {oldest_allowed}",
+                {"oldest_accepted": oldest_allowed},
+            )
+        return error
 
     def _check_retention(self, by_site: dict[int, list[Record]]) -> None:
         """Refuse the batch if a reading is older than its site's window. The stored newest reading
@@ -199,17 +198,6 @@ class TimeSeriesDao:
                 "oldest_accepted": from_ms(oldest_allowed).isoformat(),
             },
         )
-
-    def _raise_if_retention(self, exc: ResponseError) -> None:
-        """A site's script refused its part (another writer advanced it meanwhile): say so."""
-        message = str(exc)
-        if message.startswith("RETENTION"):
-            oldest_allowed = int(message.split()[1])
-            raise InvalidReading(
-                "A reading is older than the retention window (newer readings arrived meanwhile); "
-                f"the oldest accepted timestamp is {from_ms(oldest_allowed).isoformat()}",
-                {"oldest_accepted": from_ms(oldest_allowed).isoformat()},
-            ) from None
 
     # -- reads -------------------------------------------------------------------------------------
     def get_readings_range(
@@ -299,8 +287,8 @@ class TimeSeriesDao:
         return self.backend.day_sums([check_site_id(s) for s in site_ids], start, end)
 
     def delete_site_data(self, site_id: int) -> None:
-        """Remove every key holding the site's readings (no KEYS scan: the keys are known), and its
-        entries of the fleet's hourly rollup (removed outright, whatever their value)."""
+        """Remove every key holding the site's readings (no KEYS scan: the keys are known), then have
+        the fleet rollup's owner remove the site's hourly and last-seen entries outright."""
         check_site_id(site_id)
         newest = self.backend.newest([site_id])[site_id]
         hourly: list[Point] = []
@@ -309,7 +297,6 @@ class TimeSeriesDao:
             hourly = self.backend.hour_sums([(site_id, start, newest + 1)])[0]
         self.backend.delete(site_id)
         self.fleet.remove_site(site_id, (ts // MS_PER_HOUR for ts, _ in hourly))
-        self.redis.zrem(self.keys.fleet_last_seen_key(), str(site_id))
 
     # -- fleet rollups -------------------------------------------------------------------------------
     def get_fleet_generation(self, now: datetime, hours: int = 24) -> FleetGeneration:
@@ -320,7 +307,7 @@ class TimeSeriesDao:
         last = to_ms(now) // MS_PER_HOUR
         start = (last - hours + 1) * MS_PER_HOUR
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zcount(self.keys.fleet_last_seen_key(), start, "+inf")
+        self.fleet.queue_active(pipe, start)
         self.fleet.queue_totals(pipe, range(last - hours + 1, last + 1))
         active, *totals = pipe.execute()
         generation = self.fleet.sum_totals(totals)
@@ -369,6 +356,38 @@ class TimeSeriesDao:
 
 
 @dataclass(frozen=True)
+class SeriesWrite:
+    """What :meth:`TimeSeriesDao.write_records` did: the outcome of every site whose part was stored,
+    the error of every site whose script refused its part (it wrote nothing), readings stored."""
+
+    outcomes: list[WriteOutcome]
+    errors: dict[int, Exception]
+    stored: int
+
+    def raise_first_error(self) -> None:
+        """Raise the first refused site's error, if any."""
+        for error in self.errors.values():
+            raise error
+
+
+def group_readings(readings: Iterable[MeterReading]) -> dict[int, list[Record]]:
+    """Readings by site as records sorted by time, the last of equal timestamps kept. Raises
+    :class:`InvalidReading` if an item is not a :class:`MeterReading`."""
+    by_site: dict[int, dict[int, Record]] = {}
+    for index, reading in enumerate(readings):
+        if not isinstance(reading, MeterReading):
+            raise InvalidReading(f"Item {index} is not a meter reading")
+        ts = reading.timestamp_millis
+        by_site.setdefault(reading.site_id, {})[ts] = (
+            ts,
+            reading.wh_generated,
+            reading.wh_used,
+            reading.temp_c,
+        )
+    return {site: [r[ts] for ts in sorted(r)] for site, r in by_site.items()}
+
+
+@dataclass(frozen=True)
 class FleetGeneration:
     """The fleet's generation in ``[period_start, period_end)`` and how many sites reported in it."""
 
@@ -382,4 +401,4 @@ def _data(points: list[Point]) -> list[TimeSeriesData]:
     return [TimeSeriesData(from_ms(ts), value) for ts, value in points]
 
 
-__all__ = ["DEFAULT_RETENTION_MS", "TimeSeriesDao", "server_has_timeseries"]
+__all__ = ["DEFAULT_RETENTION_MS", "SeriesWrite", "TimeSeriesDao", "group_readings", "server_has_timeseries"]

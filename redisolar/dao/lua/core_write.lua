@@ -2,16 +2,20 @@
 -- (Writes replace a partition with SET: APPEND would leave unused spare capacity behind.)
 -- A partition is a string of 28-byte records '<I4ddd' (ms offset in the day, Wh generated, Wh used,
 -- temperature), sorted by offset, one record per timestamp. Net generation is derived on read.
--- KEYS[1] series meta hash (fields v, newest, lo, hi), KEYS[2] the site hash (for its capacity).
+-- KEYS[1] series meta hash (fields v, newest, lo, hi), KEYS[2] the site hash (its existence, its capacity).
 -- ARGV[1] retention in ms (0 = keep everything), ARGV[2] partition key prefix (same hash tag),
 -- ARGV[3] the readings: 32-byte records '<dddd' (ms timestamp, generated, used, temperature),
 --         sorted by timestamp, timestamps unique.
+-- ARGV[4] '1': the site must exist (its hash), else nothing is written and the error 'NOSITE' returned.
 -- Returns {version, capacity or '', {day, generation sum of that day, ...} for every day touched,
 -- {hour, the site's generation sum of that hour, ...} for every hour touched, newest ms}, or the error
--- 'RETENTION <oldest allowed ms>' without writing anything.
+-- 'RETENTION <oldest allowed ms>' or 'NOSITE' without writing anything.
 local DAY = 86400000
 local HOUR = 3600000
 local REC = 28
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
+  return redis.error_reply('NOSITE')
+end
 local retention = tonumber(ARGV[1])
 local prefix = ARGV[2]
 local data = ARGV[3]

@@ -1,29 +1,38 @@
 -- RedisTimeSeries backend: upsert one site's readings into its three series, atomically.
--- KEYS[1..3] series wh_generated, wh_used, temp_c; KEYS[4] series meta hash (field v);
--- KEYS[5] the site hash (for its capacity). (Net generation is derived on read: no series.)
+-- KEYS[1..3] series wh_generated, wh_used, temp_c; KEYS[4] series meta hash (fields v, newest);
+-- KEYS[5] the site hash (its existence, its capacity). (Net generation is derived on read: no series.)
 -- ARGV[1] retention in ms (0 = keep everything), ARGV[2] site id, ARGV[3] key prefix (a label),
 -- ARGV[4] the readings: 32-byte records '<dddd' (ms timestamp, generated, used, temperature),
 --         sorted by timestamp, timestamps unique. Numbers are passed to the module as Lua numbers:
 --         Redis turns them into round-trip exact text.
+-- ARGV[5] '1': the site must exist (its hash), else nothing is written and the error 'NOSITE' returned.
 -- Returns {version, capacity or '', {day, generation sum of that day, ...} for every day touched,
 -- {hour, the site's generation sum of that hour, ...} for every hour touched, newest ms}, or the error
--- 'RETENTION <oldest allowed ms>' without writing anything.
+-- 'RETENTION <oldest allowed ms>' or 'NOSITE' without writing anything.
 local DAY = 86400000
 local HOUR = 3600000
 local METRICS = {'wh_generated', 'wh_used', 'temp_c'}
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[5]) == 0 then
+  return redis.error_reply('NOSITE')
+end
 local retention = tonumber(ARGV[1])
 local data = ARGV[4]
 local first_ts = struct.unpack('<d', data, 1)
 local last_ts = struct.unpack('<d', data, #data - 31)
 
-local newest = last_ts
-local stored_newest = nil
-local exists = redis.call('EXISTS', KEYS[1]) == 1
-if exists then
-  local latest = redis.call('TS.GET', KEYS[1])
-  if latest[1] then stored_newest = tonumber(latest[1]) end
-  if stored_newest and stored_newest > newest then newest = stored_newest end
+-- The meta hash keeps the newest timestamp (no TS.GET); series written by earlier versions lack it.
+local meta = redis.call('HMGET', KEYS[4], 'v', 'newest')
+local stored_newest = tonumber(meta[2])
+local exists = stored_newest ~= nil
+if not exists then
+  exists = redis.call('EXISTS', KEYS[1]) == 1
+  if exists then
+    local latest = redis.call('TS.GET', KEYS[1])
+    if latest[1] then stored_newest = tonumber(latest[1]) end
+  end
 end
+local newest = last_ts
+if stored_newest and stored_newest > newest then newest = stored_newest end
 local cutoff = -1
 if retention > 0 then
   cutoff = newest - retention
@@ -82,28 +91,37 @@ flush()
 
 local now = redis.call('TIME')
 local version = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local previous = tonumber(redis.call('HGET', KEYS[4], 'v'))
+local previous = tonumber(meta[1])
 if previous and previous >= version then version = previous + 1 end
-redis.call('HSET', KEYS[4], 'v', string.format('%d', version))
+redis.call('HSET', KEYS[4], 'v', string.format('%d', version), 'newest', string.format('%d', newest))
 
 local function value(v)
   if type(v) == 'table' then return v.ok or v.double end -- the module may reply with a status
   return v
 end
-local function sums_of(day, bucket)
-  return redis.call('TS.RANGE', KEYS[1], string.format('%d', math.max(day * DAY, cutoff)),
-    string.format('%d', day * DAY + DAY - 1), 'AGGREGATION', 'sum', bucket)
+-- Two ranges whatever the batch: every touched day's sum (epoch-aligned day buckets), and the hourly
+-- sums over the touched hours' span only (buckets are what the reply costs, not the samples).
+local function sums(from, to, bucket)
+  return redis.call('TS.RANGE', KEYS[1], string.format('%d', math.max(from, cutoff)),
+    string.format('%d', to - 1), 'AGGREGATION', 'sum', bucket)
 end
-local day_sums, hour_sum = {}, {}
+local day_sum, hour_sum = {}, {}
+for _, bucket in ipairs(sums(days[1] * DAY, days[ndays] * DAY + DAY, DAY)) do
+  day_sum[math.floor(tonumber(bucket[1]) / DAY)] = value(bucket[2])
+end
+local first_hour, last_hour = hours[1], hours[1]
+for i = 2, nhours do
+  if hours[i] < first_hour then first_hour = hours[i] end
+  if hours[i] > last_hour then last_hour = hours[i] end
+end
+for _, bucket in ipairs(sums(first_hour * HOUR, last_hour * HOUR + HOUR, HOUR)) do
+  hour_sum[math.floor(tonumber(bucket[1]) / HOUR)] = value(bucket[2])
+end
+local day_sums, hour_sums = {}, {}
 for _, day in ipairs(days) do
-  local sums = sums_of(day, DAY)
   day_sums[#day_sums + 1] = day
-  day_sums[#day_sums + 1] = (sums[1] and value(sums[1][2])) or '0'
-  for _, bucket in ipairs(sums_of(day, HOUR)) do
-    hour_sum[math.floor(tonumber(bucket[1]) / HOUR)] = value(bucket[2])
-  end
+  day_sums[#day_sums + 1] = day_sum[day] or '0'
 end
-local hour_sums = {}
 for _, hour in ipairs(hours) do
   hour_sums[#hour_sums + 1] = hour
   hour_sums[#hour_sums + 1] = hour_sum[hour] or '0'

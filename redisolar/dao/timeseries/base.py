@@ -50,6 +50,10 @@ class PeriodStats:
     sum_temp: float
 
 
+NO_SITE = "NOSITE"
+"""The error a write script returns, having written nothing, when the site it must write to does not exist."""
+
+
 class RetentionViolation(Exception):
     """A site's write was refused because a reading is older than ``oldest_allowed`` (ms)."""
 
@@ -66,8 +70,10 @@ class Backend(Protocol):
     def newest(self, site_ids: list[int]) -> dict[int, int | None]:
         """The newest stored timestamp of each site (None: no readings)."""
 
-    def write_call(self, site_id: int, records: list[Record]) -> ScriptCall:
-        """The script call that stores ``records`` (sorted, unique timestamps) atomically."""
+    def write_call(self, site_id: int, records: list[Record], require_site: bool = False) -> ScriptCall:
+        """The script call that stores ``records`` (sorted, unique timestamps) atomically; with
+        ``require_site``, only if the site's hash exists (else it writes nothing and fails with
+        :data:`NO_SITE`)."""
 
     def points(self, site_id: int, metric: MetricType, start: int, end: int) -> list[Point]:
         """Raw points in ``[start, end)``."""

@@ -53,11 +53,16 @@ class CoreBackend:
             for site_id, value in zip(site_ids, pipe.execute(), strict=True)
         }
 
-    def write_call(self, site_id: int, records: list[Record]) -> ScriptCall:
+    def write_call(self, site_id: int, records: list[Record], require_site: bool = False) -> ScriptCall:
         return ScriptCall(
             script("core_write"),
             (self.keys.series_meta_key(site_id), self.keys.site_key(site_id)),
-            (self.retention_ms, self.keys.core_partition_prefix(site_id), pack_records(records)),
+            (
+                self.retention_ms,
+                self.keys.core_partition_prefix(site_id),
+                pack_records(records),
+                "1" if require_site else "",
+            ),
         )
 
     def _read(self, site_id: int, mode: str, *args: object) -> list[object]:

@@ -71,9 +71,15 @@ class RedisTimeSeriesBackend:
         )
         return {s: int(r[0]) if r else None for s, r in zip(site_ids, replies, strict=True)}
 
-    def write_call(self, site_id: int, records: list[Record]) -> ScriptCall:
+    def write_call(self, site_id: int, records: list[Record], require_site: bool = False) -> ScriptCall:
         keys = (*self._series(site_id), self.keys.series_meta_key(site_id), self.keys.site_key(site_id))
-        args = (self.retention_ms, site_id, self.keys.key_prefix, pack_records(records))
+        args = (
+            self.retention_ms,
+            site_id,
+            self.keys.key_prefix,
+            pack_records(records),
+            "1" if require_site else "",
+        )
         return ScriptCall(script("ts_write"), keys, args)
 
     def points(self, site_id: int, metric: MetricType, start: int, end: int) -> list[Point]:

@@ -1,0 +1,74 @@
+"""Ingest: store meter readings and keep the state derived from them current (one use case, shared
+by the REST API and the CLI).
+
+Two round trips whatever the batch, as long as it stays clear of the retention window's edge:
+
+1. the series write (:meth:`TimeSeriesDao.write_records`): one atomic, single-slot script per site,
+   which refuses a site that does not exist (``require_sites``) without writing anything, and returns
+   the site's new data version and the absolute generation totals of every day and hour it touched;
+2. the derived state, from those absolute, versioned totals (a retried or repeated update changes
+   nothing), each family through its owner: the day leaderboards (:class:`DailyBoards`), the fleet's
+   hourly rollup and last-seen (:class:`FleetHours`). Every call is single-slot and declares its keys.
+
+A site's readings are written before its derived state: a crash in between leaves the derived state
+behind the readings, which the reconcilers rebuild (:mod:`redisolar.tasks.leaderboard_updater`,
+:meth:`TimeSeriesDao.rebuild_fleet_hours`). When a site's script refuses its part (a missing site, or
+another writer advanced its retention window), the other sites' parts are stored with their derived
+state, then the first refusal is raised (:class:`SiteNotFound` → 404, :class:`InvalidReading` → 400).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from redisolar.dao.scripts import ScriptCall, run_scripts
+from redisolar.dao.timeseries.base import Record, WriteOutcome
+from redisolar.dao.timeseries_dao import TimeSeriesDao, group_readings
+from redisolar.models.site import MeterReading
+
+if TYPE_CHECKING:
+    from redisolar.services import Services
+
+
+def ingest(services: Services, by_site: dict[int, list[Record]]) -> int:
+    """Store readings of registered sites, given per site as ``(ms, wh_generated, wh_used, temp_c)``
+    records sorted by time with unique timestamps (validated as :class:`MeterReading` validates
+    them), and keep the derived state current. Returns the number of readings stored.
+
+    Raises :class:`~redisolar.errors.InvalidReading` before writing anything when a reading is older
+    than its site's retention window; :class:`~redisolar.errors.SiteNotFound` when a site does not
+    exist (checked inside that site's write, which writes nothing).
+    """
+    return ingest_records(services.timeseries, by_site, require_sites=True)
+
+
+def ingest_readings(services: Services, readings: Iterable[MeterReading]) -> int:
+    """As :func:`ingest`, for :class:`MeterReading` objects of any sites (the last of equal
+    timestamps of a site kept)."""
+    return ingest(services, group_readings(readings))
+
+
+def ingest_records(
+    series: TimeSeriesDao, by_site: dict[int, list[Record]], *, require_sites: bool = True
+) -> int:
+    """The use case on a time-series DAO (and the derived-state owners built on its client): the
+    series write, then the derived state of the sites written, then the first refusal, if any.
+    ``require_sites=False`` is the seed's DAO contract (readings of unregistered sites are stored)."""
+    written = series.write_records(by_site, require_sites=require_sites)
+    if written.outcomes:
+        run_scripts(series.redis, derived_calls(series, written.outcomes))
+    written.raise_first_error()
+    return written.stored
+
+
+def derived_calls(series: TimeSeriesDao, outcomes: list[WriteOutcome]) -> list[ScriptCall]:
+    """The calls setting the written sites' day board scores, fleet hour entries and last-seen from
+    the absolute totals their scripts returned (to run in one round trip)."""
+    boards = series.boards.calls(
+        (o.site_id, day, o.version, total, o.capacity) for o in outcomes for day, total in o.day_sums.items()
+    )
+    fleet = series.fleet.calls(
+        (o.site_id, hour, o.version, total) for o in outcomes for hour, total in o.hour_sums.items()
+    )
+    return [*boards, *fleet, series.fleet.last_seen_call((o.site_id, o.newest) for o in outcomes)]

@@ -1,0 +1,199 @@
+"""The ingest service (redisolar.services.ingest): a missing site is refused inside its write script,
+nothing written; two round trips per write; exact derived state for appends and for backlog uploads
+(batches older than the site's newest reading). Both backends, real Redis; expected values computed
+here from the readings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+from redis.exceptions import ResponseError
+
+from redisolar.config import Config
+from redisolar.dao.fleet_hours import MS_PER_HOUR
+from redisolar.dao.leaderboard_dao import LeaderboardDao
+from redisolar.dao.scripts import run_scripts_collect
+from redisolar.dao.timeseries.base import NO_SITE
+from redisolar.dao.timeseries_dao import group_readings
+from redisolar.errors import SiteNotFound
+from redisolar.models.site import MeterReading, MetricType, Site
+from redisolar.services import Services, Settings, build_services
+from redisolar.services.ingest import ingest, ingest_readings
+from redisolar.timeutil import MS_PER_DAY, from_ms, to_ms, utcnow
+
+
+def reading(site_id: int, at: datetime, gen: float, used: float = 1.0) -> MeterReading:
+    return MeterReading(site_id=site_id, timestamp=at, wh_generated=gen, wh_used=used, temp_c=20.0)
+
+
+def site(site_id: int) -> Site:
+    return Site(
+        id=site_id, capacity=5.0, panels=4, address="1 A St", city="Provo", state="UT", postal_code="84601"
+    )
+
+
+@pytest.fixture
+def services(backend_server, client: redis.Redis) -> Iterator[Services]:  # type: ignore[no-untyped-def]
+    settings = Settings(
+        redis=Config(redis_url=backend_server.server.url), timeseries_backend=backend_server.name
+    )
+    built = build_services(settings)
+    yield built
+    built.redis.close()
+
+
+@pytest.fixture
+def top() -> datetime:
+    return utcnow().replace(minute=0, second=0, microsecond=0)
+
+
+def all_keys(client: redis.Redis) -> set[str]:
+    return set(client.scan_iter(count=1000))
+
+
+# -- a missing site ------------------------------------------------------------------------------------
+def test_the_write_script_refuses_a_missing_site_and_writes_nothing(
+    services: Services, top: datetime
+) -> None:
+    dao = services.timeseries
+    before = all_keys(services.redis)
+    records = group_readings([reading(7, top, 5.0)])[7]
+    reply = run_scripts_collect(services.redis, [dao.backend.write_call(7, records, require_site=True)])[0]
+    assert isinstance(reply, ResponseError)
+    assert str(reply) == NO_SITE
+    assert all_keys(services.redis) == before
+
+
+def test_ingest_of_a_missing_site_is_site_not_found_and_writes_nothing(
+    services: Services, top: datetime
+) -> None:
+    before = all_keys(services.redis)
+    with pytest.raises(SiteNotFound):
+        ingest_readings(services, [reading(7, top, 5.0), reading(7, top - timedelta(hours=1), 3.0)])
+    assert all_keys(services.redis) == before
+    assert services.timeseries.get_latest_readings(7) == {}
+
+
+def test_the_other_sites_of_a_batch_are_stored_with_their_derived_state(
+    services: Services, top: datetime
+) -> None:
+    services.sites.insert_many(site(1), site(3))
+    with pytest.raises(SiteNotFound):
+        ingest_readings(services, [reading(1, top, 40.0), reading(2, top, 50.0), reading(3, top, 60.0)])
+    lb = LeaderboardDao(services.redis, services.sites)
+    assert lb.get_site_score(1, "generation", top.date()) == 40.0
+    assert lb.get_site_score(2, "generation", top.date()) is None
+    assert lb.get_site_score(3, "generation", top.date()) == 60.0
+    assert services.timeseries.get_latest_readings(2) == {}
+    assert services.timeseries.get_fleet_generation(top, 1).wh_generated == 100.0
+
+
+def test_the_seed_dao_still_stores_readings_of_unregistered_sites(services: Services, top: datetime) -> None:
+    assert services.timeseries.add_readings_batch([reading(9, top, 5.0)]) == 1
+    assert services.timeseries.get_latest_reading(9, MetricType.WH_GENERATED) is not None
+
+
+# -- round trips ------------------------------------------------------------------------------------------
+class RoundTrips:
+    """Counts what goes to Redis: pipelines (one round trip each) and single commands."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        execute = redis.client.Pipeline.execute
+        command = redis.Redis.execute_command
+
+        def counted_execute(pipe: Any, *args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return execute(pipe, *args, **kwargs)
+
+        def counted_command(client: Any, *args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return command(client, *args, **kwargs)
+
+        monkeypatch.setattr(redis.client.Pipeline, "execute", counted_execute)
+        monkeypatch.setattr(redis.Redis, "execute_command", counted_command)
+
+
+def test_a_reading_costs_two_round_trips(
+    services: Services, top: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services.sites.insert(site(1))
+    ingest_readings(services, [reading(1, top - timedelta(hours=1), 1.0)])  # scripts loaded, backend known
+    trips = RoundTrips(monkeypatch)
+    ingest(services, {1: [(to_ms(top), 5.0, 1.0, 20.0)]})
+    assert trips.count == 2
+    trips.count = 0
+    with pytest.raises(SiteNotFound):
+        ingest(services, {2: [(to_ms(top), 5.0, 1.0, 20.0)]})
+    assert trips.count == 1  # nothing written: no derived state to write
+
+
+# -- exactness: appends and backlog uploads --------------------------------------------------------------
+def expected_days(readings: list[MeterReading]) -> dict[tuple[int, int], float]:
+    """(site, UTC day) -> generation, summed in time order (as both backends sum)."""
+    latest = {(r.site_id, r.timestamp_millis): r.wh_generated for r in readings}
+    sums: dict[tuple[int, int], float] = {}
+    for (site_id, ts), wh in sorted(latest.items()):
+        sums[(site_id, ts // MS_PER_DAY)] = sums.get((site_id, ts // MS_PER_DAY), 0.0) + wh
+    return sums
+
+
+def expected_hours(readings: list[MeterReading]) -> dict[int, float]:
+    latest = {(r.site_id, r.timestamp_millis): r.wh_generated for r in readings}
+    by_hour: dict[int, list[float]] = {}
+    for (_, ts), wh in latest.items():
+        by_hour.setdefault(ts // MS_PER_HOUR, []).append(wh)
+    return {h: math.fsum(v) for h, v in by_hour.items()}
+
+
+def check_exact(services: Services, readings: list[MeterReading], top: datetime) -> None:
+    dao = services.timeseries
+    lb = LeaderboardDao(services.redis, services.sites)
+    for (site_id, day), total in expected_days(readings).items():
+        assert lb.get_site_score(site_id, "generation", from_ms(day * MS_PER_DAY).date()) == total
+    hours = expected_hours(readings)
+    stored = services.redis.mget([dao.keys.fleet_hour_total_key(h) for h in hours])
+    assert [None if v is None else float(v) for v in stored] == pytest.approx(list(hours.values()), rel=1e-12)
+    latest = {(r.site_id, r.timestamp_millis): r for r in readings}
+    for site_id in {r.site_id for r in readings}:
+        points = dao.get_readings_range(
+            site_id, MetricType.WH_GENERATED, top - timedelta(days=5), top + timedelta(hours=1)
+        )
+        want = sorted((ts, r.wh_generated) for (s, ts), r in latest.items() if s == site_id)
+        assert [(to_ms(p.timestamp), p.value) for p in points] == want
+
+
+def hourly(sites: range, top: datetime, hours: int) -> list[MeterReading]:
+    return [reading(s, top - timedelta(hours=h), float(s * 100 + h) / 7) for h in range(hours) for s in sites]
+
+
+def test_time_ordered_multi_site_batches_are_exact(services: Services, top: datetime) -> None:
+    services.sites.insert_many(*(site(s) for s in range(1, 6)))
+    readings = sorted(hourly(range(1, 6), top, 60), key=lambda r: r.timestamp)
+    for i in range(0, len(readings), 37):
+        assert ingest_readings(services, readings[i : i + 37]) == len(readings[i : i + 37])
+    check_exact(services, readings, top)
+
+
+def test_backlog_uploads_older_than_the_newest_reading_are_exact(services: Services, top: datetime) -> None:
+    """A logger online hourly uploads the 5-minute readings it kept (and re-sends some hourly ones),
+    per site in time-ordered batches, all older than the site's newest reading."""
+    services.sites.insert_many(*(site(s) for s in range(1, 4)))
+    live = hourly(range(1, 4), top, 72)
+    ingest_readings(services, sorted(live, key=lambda r: r.timestamp))
+    backlog = [
+        reading(s, top - timedelta(days=2) + timedelta(minutes=5 * k), (s + k % 11) * 1.25 + 0.1)
+        for s in range(1, 4)
+        for k in range(2 * 24 * 12)  # k % 12 == 0: a re-sent hourly reading with a new value
+    ]
+    for s in range(1, 4):
+        mine = [r for r in backlog if r.site_id == s]
+        for i in range(0, len(mine), 250):
+            ingest_readings(services, mine[i : i + 250])
+    check_exact(services, live + backlog, top)
+    assert services.timeseries.backend.newest([1])[1] == to_ms(top)
