@@ -15,26 +15,62 @@ local function bucket_of(k)
   return string.match(KEYS[k], ':s:(%d+)$')
 end
 
+-- Rows are applied per bucket hash: one HMGET of the named sites, one HSET of the entries set, one HDEL
+-- of those removed, one SADD (a row reads the value a previous row of the same site left).
+local rows, change = {}, {}
 for i = 3, #ARGV, 4 do
-  local k, site, version, wh = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  named[k] = named[k] or {}
-  named[k][site] = true
-  local old = redis.call('HGET', KEYS[k], site)
-  local old_version, old_wh = -1, 0.0
-  if old then old_version, old_wh = struct.unpack('<dd', old) end
-  if version >= old_version then
-    if wh == '' then
-      if old then
-        redis.call('HDEL', KEYS[k], site)
-        delta = delta - old_wh
-      end
-    else
-      local value = tonumber(wh)
-      redis.call('HSET', KEYS[k], site, struct.pack('<dd', version, value))
-      redis.call('SADD', index_key, bucket_of(k))
-      delta = delta + value - old_wh
+  local k = tonumber(ARGV[i])
+  rows[k] = rows[k] or {}
+  rows[k][#rows[k] + 1] = i
+end
+for k, at in pairs(rows) do
+  named[k] = {}
+  local sites = {}
+  for n, i in ipairs(at) do sites[n] = ARGV[i + 1] end
+  local stored = redis.call('HMGET', KEYS[k], unpack(sites))
+  local current, original, order, kept = {}, {}, {}, false
+  for n, site in ipairs(sites) do
+    if original[site] == nil then
+      original[site] = stored[n] or false
+      current[site] = original[site]
+      order[#order + 1] = site
     end
   end
+  for _, i in ipairs(at) do
+    local site, version, wh = ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+    named[k][site] = true
+    local old = current[site]
+    local old_version, old_wh = -1, 0.0
+    if old then old_version, old_wh = struct.unpack('<dd', old) end
+    if version >= old_version then
+      if wh == '' then
+        if old then
+          current[site] = false
+          change[i] = -old_wh
+        end
+      else
+        local value = tonumber(wh)
+        current[site] = struct.pack('<dd', version, value)
+        change[i] = value - old_wh
+        kept = true
+      end
+    end
+  end
+  local set, gone = {}, {}
+  for _, site in ipairs(order) do
+    local value = current[site]
+    if value then
+      if value ~= original[site] then set[#set + 1] = site; set[#set + 1] = value end
+    elseif original[site] then
+      gone[#gone + 1] = site
+    end
+  end
+  if #set > 0 then redis.call('HSET', KEYS[k], unpack(set)) end
+  if #gone > 0 then redis.call('HDEL', KEYS[k], unpack(gone)) end
+  if kept then redis.call('SADD', index_key, bucket_of(k)) end
+end
+for i = 3, #ARGV, 4 do -- the total's change, summed in the order of the rows
+  if change[i] then delta = delta + change[i] end
 end
 
 if ARGV[2] ~= '' then
