@@ -45,6 +45,8 @@ def figures(run: dict) -> dict[str, float]:
         "ingest_readings_per_s": run["readings"] / (run["ingest"] + run["leaderboards_current"]),
         "top100_ms": 1000 * run["top100_x50"] / 50,
         "analytics_7d_ms": 1000 * run["analytics_x50"] / 50,
+        "backlog_readings_per_s": run["backlog_readings"] / run["backlog"],
+        "backlog_batch_p99_ms": 1000 * run["backlog_batch_p99"],
     }
 
 
@@ -53,12 +55,28 @@ def median_figures(runs: list[dict]) -> dict[str, float]:
     return {k: statistics.median(row[k] for row in rows) for k in rows[0]}
 
 
-def show(title: str, values: dict[str, float]) -> None:
-    ingest, top, analytics = values["ingest_readings_per_s"], values["top100_ms"], values["analytics_7d_ms"]
-    print(
-        f"  {title:<28} ingest {ingest:>10,.0f} readings/s (until leaderboards current)"
-        f"   top-100 read {top:7.2f} ms   7-day analytics {analytics:6.2f} ms"
-    )
+def spread(runs: list[dict]) -> dict[str, tuple[float, float]]:
+    """Each figure's min and max over the runs."""
+    rows = [figures(r) for r in runs]
+    return {k: (min(row[k] for row in rows), max(row[k] for row in rows)) for k in rows[0]}
+
+
+def show(title: str, runs: list[dict]) -> None:
+    """One line per figure: the median of ``runs`` with its min-max."""
+    values, ranges = median_figures(runs), spread(runs)
+    print(f"  {title} ({len(runs)} runs; median [min-max])")
+    for key, label, unit, fmt in FIGURES:
+        lo, hi = ranges[key]
+        print(f"    {label:<44} {values[key]:{fmt}} [{lo:{fmt}}-{hi:{fmt}}] {unit}")
+
+
+FIGURES = (
+    ("ingest_readings_per_s", "ingest, time-ordered (until boards current)", "readings/s", ",.0f"),
+    ("top100_ms", "top-100 capacity leaderboard read", "ms", ".2f"),
+    ("analytics_7d_ms", "7-day site analytics", "ms", ".2f"),
+    ("backlog_readings_per_s", "backlog upload (older than newest)", "readings/s", ",.0f"),
+    ("backlog_batch_p99_ms", "backlog upload, p99 per batch", "ms", ".1f"),
+)
 
 
 def memory_per_sample(
@@ -123,6 +141,8 @@ def main() -> None:
     parser.add_argument("--sites", type=int, default=200)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write every run's timings here")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
     args = parser.parse_args()
     stack, plain = find_stack_server(), find_plain_server()
     if stack is None or plain is None:
@@ -141,19 +161,24 @@ def main() -> None:
     with RedisServer(plain) as server:
         core = [run_work(server, ROOT, args.sites, args.days) for _ in range(args.rounds)]
     mine = median_figures(ours)
-    show("redisolar (redistimeseries)", mine)
-    show("redisolar (core)", median_figures(core))
+    show("redisolar (redistimeseries)", ours)
+    show("redisolar (core)", core)
     if base:
         seed = median_figures(base)
-        show(f"baseline ({args.baseline.name})", seed)
+        show(f"baseline ({args.baseline.name})", base)
         print("  ratios (project / baseline, higher is better):")
         ratios = (
             ("ingest until boards current", mine["ingest_readings_per_s"] / seed["ingest_readings_per_s"]),
             ("top-100 leaderboard read", seed["top100_ms"] / mine["top100_ms"]),
             ("7-day site analytics", seed["analytics_7d_ms"] / mine["analytics_7d_ms"]),
+            ("backlog upload", mine["backlog_readings_per_s"] / seed["backlog_readings_per_s"]),
         )
         for label, ratio in ratios:
             print(f"    {label + ':':<36}{ratio:6.1f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"redistimeseries": ours, "core": core, "baseline": base}, indent=1))
+    if args.no_memory:
+        return
     print("Memory per stored sample (3 measured values per reading, the delta of used_memory):")
     for label, spec, backend in (("redistimeseries", stack, "redistimeseries"), ("core", plain, "core")):
         for days, minutes in ((args.days, 60), (1, 5)):

@@ -4,7 +4,10 @@ Usage: python bench/dao_work.py PORT DB SITES DAYS  -> one JSON line of timings 
 The work: insert SITES sites; ingest SITES*DAYS*24 hourly readings in time order through
 ``add_readings_batch`` in batches of 1,000; make the leaderboards current (the seed's design needs
 its updater for that, ours keeps them current at ingest); read the top-100 capacity leaderboard 50
-times; ask 50 seven-day site analytics. Run with PYTHONPATH pointing at the seed design to measure it.
+times; ask 50 seven-day site analytics; then a backlog upload: a quarter of the sites (their loggers
+were online hourly, and kept 5-minute readings) upload the readings between their hourly ones of the last
+4 days, per site in time order in batches of up to 1,000, all older than the site's newest reading (the
+out-of-order path of both backends). Run with PYTHONPATH pointing at the seed design to measure it.
 """
 
 from __future__ import annotations
@@ -93,8 +96,35 @@ def main() -> None:
         analytics = ts.get_site_analytics(sites[i % len(sites)].id, start, end)
     out["analytics_x50"] = time.perf_counter() - t0
     out["analytics_count"] = analytics.reading_count if analytics else None
+    backlog(ts, sites[: max(1, len(sites) // 4)], end, rng, MeterReading, out)
     out["used_memory"] = int(client.info("memory")["used_memory"])
     print(json.dumps(out))
+
+
+def backlog(ts, sites, end, rng, reading_type, out: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+    """Each site's 5-minute readings between its hourly ones over the 4 days before ``end`` (never a
+    stored timestamp, so the seed's DUPLICATE_POLICY BLOCK accepts them), per site in batches of 1,000."""
+    batches = []
+    for site in sites:
+        start = end - dt.timedelta(days=4)
+        times = [start + dt.timedelta(minutes=5 * k) for k in range(4 * 24 * 12) if k % 12]
+        readings = [
+            reading_type(site_id=site.id, timestamp=t, wh_generated=rng.uniform(0, 400),
+                         wh_used=rng.uniform(0, 100), temp_c=rng.uniform(5, 35))
+            for t in times
+        ]  # fmt: skip
+        batches += [readings[i : i + 1000] for i in range(0, len(readings), 1000)]
+    latencies = []
+    t0 = time.perf_counter()
+    for batch in batches:
+        b0 = time.perf_counter()
+        ts.add_readings_batch(batch)
+        latencies.append(time.perf_counter() - b0)
+    out["backlog"] = time.perf_counter() - t0
+    out["backlog_readings"] = sum(len(b) for b in batches)
+    latencies.sort()
+    out["backlog_batch_p50"] = latencies[len(latencies) // 2]
+    out["backlog_batch_p99"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
 
 
 if __name__ == "__main__":
