@@ -1,4 +1,8 @@
-"""Connection settings (the seed's ``Config`` keywords) and building a Redis client from them."""
+"""Connection settings (the seed's ``Config`` keywords) and building a Redis client from them.
+
+``Config`` is the seed's keyword facade over :mod:`redisolar.settings`: each default is that
+module's (``DEFAULTS``), written nowhere else.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-DEFAULT_KEY_PREFIX = "ru102py-app:"
+from redisolar.settings import DEFAULT_KEY_PREFIX, DEFAULTS
+
 _URL_SCHEMES = ("redis", "rediss", "unix")
 T = TypeVar("T")
+__all__ = ["DEFAULT_KEY_PREFIX", "Config", "NetworkRetry", "redact_url"]
 
 
 class NetworkRetry(Retry):
@@ -43,15 +49,15 @@ class Config:
     when given, takes precedence over host, port, db, username and password.
     """
 
-    redis_host: str = "localhost"
-    redis_port: int = 6379
-    redis_db: int = 0
-    redis_password: str | None = None
-    redis_username: str | None = None
-    redis_key_prefix: str = DEFAULT_KEY_PREFIX
-    redis_url: str | None = None
-    socket_timeout: float = 5.0
-    retries: int = 3
+    redis_host: str = DEFAULTS["REDIS_HOST"]
+    redis_port: int = DEFAULTS["REDIS_PORT"]
+    redis_db: int = DEFAULTS["REDIS_DB"]
+    redis_password: str | None = DEFAULTS["REDIS_PASSWORD"]
+    redis_username: str | None = DEFAULTS["REDIS_USERNAME"]
+    redis_key_prefix: str = DEFAULTS["REDIS_KEY_PREFIX"]
+    redis_url: str | None = DEFAULTS["REDIS_URL"]
+    socket_timeout: float = DEFAULTS["REDIS_SOCKET_TIMEOUT"]
+    retries: int = DEFAULTS["REDIS_RETRIES"]
 
     def __post_init__(self) -> None:
         if self.redis_url is not None and urlsplit(self.redis_url).scheme not in _URL_SCHEMES:

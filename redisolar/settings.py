@@ -1,4 +1,7 @@
-"""The application's configuration: where it comes from, what it may hold, and what it builds.
+"""The application's configuration, the one source of every default: :data:`OPTIONS` (each key's
+type and bounds), :data:`DEFAULTS` (each key's default, written once), where values come from, and the
+:class:`Settings` the services are built from. ``config.Config`` (the seed's keyword facade), the
+models' bounds and the services read their defaults from here.
 
 Layers, each overriding the one before (see :func:`load_config`):
 
@@ -20,16 +23,30 @@ import math
 import os
 import re
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import flask
+from redisolar.timeutil import MS_PER_DAY
 
-from redisolar.auth.limits import parse_policy
-from redisolar.config import DEFAULT_KEY_PREFIX, Config
-from redisolar.models.site import DEFAULT_MAX_READING_WH, MAX_READING_WH_LIMIT
-from redisolar.services import Settings
+if TYPE_CHECKING:
+    import flask
+
+    from redisolar.config import Config
+
+# This module is (nearly) a leaf: at import time it takes only timeutil (which imports nothing of
+# RediSolar), so that config.Config, the models and the services can take their defaults from here.
+
+DEFAULT_KEY_PREFIX = "ru102py-app:"
+"""The seed's key prefix (``REDIS_KEY_PREFIX``)."""
+DEFAULT_MAX_READING_WH = 1e11
+"""The default bound on the energy of one reading (Wh): 100 GWh, more than the largest solar complex
+on Earth yields in a whole day (Talatan, Qinghai, about 16 GW peak × at most 6 full-sun hours ≈ 96 GWh),
+so no honest meter reports more in one reading. Configurable: ``MAX_READING_WH``."""
+MAX_READING_WH_LIMIT = 1e15
+"""The largest value ``MAX_READING_WH`` may be configured to (see ``models.site.MeterReading``: bounds)."""
+DEFAULT_CLOCK_SKEW_SECONDS = 300.0
+"""How far in the future a reading's timestamp may lie by default (``CLOCK_SKEW_SECONDS``)."""
 
 ENV_PREFIX = "REDISOLAR_"
 ENV_ALIASES = {"KEY_PREFIX": "REDIS_KEY_PREFIX", "TIMESERIES": "TIMESERIES_BACKEND"}
@@ -99,7 +116,7 @@ DEFAULTS: dict[str, Any] = {
     "TIMESERIES_BACKEND": "auto",
     "SEARCH_BACKEND": "auto",
     "RETENTION_DAYS": 30.0,  # 0 keeps every reading
-    "CLOCK_SKEW_SECONDS": 300.0,  # how far in the future a reading's timestamp may lie
+    "CLOCK_SKEW_SECONDS": DEFAULT_CLOCK_SKEW_SECONDS,  # how far in the future a reading may lie
     # the most energy one reading may carry (Wh): 1e11 = 100 GWh, more than the largest solar complex
     # yields in a day; it keeps every stored sum finite (models.site.MeterReading: "Bounds")
     "MAX_READING_WH": DEFAULT_MAX_READING_WH,
@@ -115,6 +132,29 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_READS": "1200/minute",
     "TRUSTED_PROXIES": 0,  # reverse proxies in front whose X-Forwarded-For is believed
 }
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the services are built from (:func:`redisolar.services.build_services`): where Redis is
+    and how storage behaves. Every default is :data:`DEFAULTS`'s; an app's come from its validated
+    configuration (:func:`settings_from_config`)."""
+
+    redis: Config = field(default_factory=lambda: _config_class()())
+    timeseries_backend: str = DEFAULTS["TIMESERIES_BACKEND"]  # auto | redistimeseries | core
+    retention_days: float = DEFAULTS["RETENTION_DAYS"]
+    search_backend: str = DEFAULTS["SEARCH_BACKEND"]  # auto | redisearch | core
+    summary_cache_seconds: float = DEFAULTS["SUMMARY_CACHE_SECONDS"]
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.retention_days * MS_PER_DAY)
+
+
+def _config_class() -> type[Config]:
+    from redisolar.config import Config  # config.Config takes its defaults from this module
+
+    return Config
 
 
 def load_config(
@@ -153,6 +193,8 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
 
 def validate_config(config: MutableMapping[str, Any]) -> None:
     """Check and convert every RediSolar key of ``config`` in place; raise :class:`ConfigError`."""
+    from redisolar.auth.limits import parse_policy
+
     for key, option in OPTIONS.items():
         config[key] = convert(key, option, config.get(key, DEFAULTS[key]))
     settings_from_config(config)  # the combinations (URL scheme, key prefix) are checked there
@@ -204,7 +246,7 @@ def redis_config(config: Mapping[str, Any]) -> Config:
     """The connection settings of a validated ``config``."""
     _check_url(config["REDIS_URL"])
     try:
-        return Config(
+        return _config_class()(
             redis_host=config["REDIS_HOST"],
             redis_port=config["REDIS_PORT"],
             redis_db=config["REDIS_DB"],
@@ -235,4 +277,5 @@ def settings_from_config(config: Mapping[str, Any]) -> Settings:
         timeseries_backend=config["TIMESERIES_BACKEND"],
         retention_days=config["RETENTION_DAYS"],
         search_backend=config["SEARCH_BACKEND"],
+        summary_cache_seconds=config["SUMMARY_CACHE_SECONDS"],
     )

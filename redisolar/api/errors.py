@@ -42,6 +42,7 @@ from werkzeug.exceptions import HTTPException
 
 from redisolar.errors import RediSolarError
 from redisolar.redis_faults import AUTH_HINT, is_auth_failure, is_out_of_memory
+from redisolar.settings import DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ def error_response(status: int, error: str, details: Any = None, **extra: Any) -
     response = jsonify({"error": error, "details": details, **extra})
     response.status_code = status
     if status in RETRY_STATUSES:
-        response.headers["Retry-After"] = str(current_app.config.get("RETRY_AFTER_SECONDS", 5))
+        seconds = current_app.config.get("RETRY_AFTER_SECONDS", DEFAULTS["RETRY_AFTER_SECONDS"])
+        response.headers["Retry-After"] = str(seconds)
     return response
 
 

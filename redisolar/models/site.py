@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import ClassVar
 
+from redisolar.settings import DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_MAX_READING_WH, MAX_READING_WH_LIMIT
 from redisolar.timeutil import as_utc, to_ms, utcnow
 
 MAX_SITE_ID = 2**53 - 1  # ids become key segments and JSON numbers: keep them exact everywhere
@@ -21,12 +22,6 @@ MIN_CAPACITY_KW = 1e-6  # 1 mW: even then a day's capacity factor stays finite (
 MAX_CAPACITY_KW = 1e7  # 10 GW, as the API's schema
 MAX_TEMP_C = 1000.0
 """The hottest plausible reading (°C): hotter than any panel, inverter or meter survives."""
-DEFAULT_MAX_READING_WH = 1e11
-"""The default bound on the energy of one reading (Wh): 100 GWh, more than the largest solar complex
-on Earth yields in a whole day (Talatan, Qinghai, about 16 GW peak × at most 6 full-sun hours ≈ 96 GWh),
-so no honest meter reports more in one reading. Configurable: ``MAX_READING_WH``."""
-MAX_READING_WH_LIMIT = 1e15
-"""The largest value ``MAX_READING_WH`` may be configured to (see :class:`MeterReading`: bounds)."""
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -144,7 +139,7 @@ class MeterReading:
     wh_used: float  # Watt-hours used
     temp_c: float  # Temperature in Celsius
 
-    max_clock_skew: ClassVar[timedelta] = timedelta(minutes=5)
+    max_clock_skew: ClassVar[timedelta] = timedelta(seconds=DEFAULT_CLOCK_SKEW_SECONDS)
     max_reading_wh: ClassVar[float] = DEFAULT_MAX_READING_WH
 
     def __post_init__(self) -> None:

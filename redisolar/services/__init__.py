@@ -1,19 +1,18 @@
 """The logic the REST API and the CLI share, on top of the DAOs.
 
 :class:`Services` bundles one Redis client and the DAOs built on it; :func:`build_services` makes one
-from :class:`Settings`. Nothing here runs at import time.
+from :class:`~redisolar.settings.Settings` (re-exported here). Nothing here runs at import time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 import redis
 
-from redisolar.config import Config
 from redisolar.dao.daily_boards import efficiency_percent
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.keys_dao import ApiKeyDao
@@ -23,24 +22,12 @@ from redisolar.dao.timeseries_dao import TimeSeriesDao
 from redisolar.errors import ApiKeyNotFound, InvalidInput, SiteNotFound
 from redisolar.models.api_key import ApiKey
 from redisolar.models.site import Site
+from redisolar.settings import Settings
 from redisolar.tasks.leaderboard_updater import LeaderboardUpdater
-from redisolar.timeutil import MS_PER_DAY, utcnow
+from redisolar.timeutil import utcnow
 
 MAX_EXPIRES_DAYS = 36_500
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything configurable about storage. ``redis`` says where Redis is."""
-
-    redis: Config = field(default_factory=Config)
-    timeseries_backend: str = "auto"  # auto | redistimeseries | core
-    retention_days: float = 30.0
-    search_backend: str = "auto"  # auto | redisearch | core
-
-    @property
-    def retention_ms(self) -> int:
-        return int(self.retention_days * MS_PER_DAY)
+__all__ = ["MAX_EXPIRES_DAYS", "Services", "Settings", "build_services"]
 
 
 @dataclass
