@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import signal
 import socket
 import statistics
@@ -31,7 +32,11 @@ from typing import Any, Self
 from bench.procstat import cpu_of, descendants, machine_busy
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "artifacts"
+
+
+def artifacts_dir() -> Path:
+    """``artifacts/``, or ``$REDISOLAR_BENCH_ARTIFACTS`` (smoke runs write there, leaving the figures be)."""
+    return Path(os.environ.get("REDISOLAR_BENCH_ARTIFACTS") or ROOT / "artifacts")
 
 
 # -- processes -----------------------------------------------------------------------------------------
@@ -50,9 +55,14 @@ def wait_quiet(
     return _wait_calm(lambda: cpu_of(pids), busy, window, timeout, "the servers")
 
 
-def wait_machine_quiet(*, busy: float = 0.25, window: float = 1.0, timeout: float = 180.0) -> float:
+def wait_machine_quiet(*, busy: float = 0.25, window: float = 1.0, timeout: float | None = None) -> float:
     """Wait until the whole machine is nearly idle (less than ``busy`` of a core over two windows in a
-    row): other people's test runs on a shared machine would distort the next timed run."""
+    row): other people's test runs on a shared machine would distort the next timed run. The timeout is
+    180 s, or ``$REDISOLAR_BENCH_QUIET_TIMEOUT`` (0 in smoke runs: they prove the tooling, not figures)."""
+    if timeout is None:
+        timeout = float(os.environ.get("REDISOLAR_BENCH_QUIET_TIMEOUT") or 180.0)
+    if timeout <= 0:
+        return 0.0
     return _wait_calm(machine_busy, busy, window, timeout, "the machine (other processes)")
 
 
@@ -210,7 +220,7 @@ def baseline_server(
 
 def shell_line(served: Served) -> str:
     """The server's command line, with the environment it was given (for the report)."""
-    keys = (
+    keys: tuple[str, ...] = (
         "REDISOLAR_REDIS_URL",
         "REDISOLAR_AUTH_MODE",
         "REDISOLAR_RATE_LIMIT_WRITES",
@@ -265,12 +275,26 @@ def median(values: Iterable[float]) -> float:
 
 
 def write_artifact(name: str, data: dict[str, Any]) -> Path:
-    """``artifacts/bench-NAME.json``, with when and on which commit (and whether redisolar/ had changes)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"bench-{name}.json"
-    stamped = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git": git_state(), **data}
+    """``artifacts/bench-NAME.json``, with when, on which commit (and whether redisolar/ had changes),
+    the command that reproduces it and the machine's load average as it ends."""
+    folder = artifacts_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"bench-{name}.json"
+    stamped = {
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "git": git_state(),
+        "command": reproduce_command(),
+        "machine": {"cpu_cores": os.cpu_count(), "loadavg_at_end": list(os.getloadavg())},
+        **data,
+    }
     path.write_text(json.dumps(stamped, indent=2, default=str) + "\n")
     return path
+
+
+def reproduce_command() -> str:
+    """This benchmark's command line, as run from the project root (``python -m bench.NAME ...``)."""
+    module = f"bench.{Path(sys.argv[0]).stem}"
+    return shlex.join([".venv/bin/python", "-m", module, *sys.argv[1:]])
 
 
 def git_state() -> dict[str, Any]:
