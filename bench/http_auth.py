@@ -12,7 +12,8 @@ one reading per ``POST /api/analytics/readings/<id>`` (time-ordered, never repea
 alternation (off, keys, off, keys, ...) per load; the table shows medians with min–max, the ratio
 keys/off, and the Redis commands per request (``total_commands_processed`` per request, which
 counts the commands scripts run too: the keys server's extra is the check's ``EVALSHA`` and the three
-commands it runs; its round trips are counted by tests/test_auth.py). Raw figures: ``artifacts/bench-http-auth.json``.
+commands it runs; its round trips are counted by tests/test_auth.py). Raw figures:
+``artifacts/bench-http-auth.json``; ``python -m bench.report`` puts them into ``docs/benchmarks.md``.
 Exit status 1 if a server answered any error.
 """
 
@@ -199,7 +200,7 @@ def main() -> None:
             "REDISOLAR_RATE_LIMIT_WRITES": UNLIMITED,
             "REDISOLAR_RATE_LIMIT_READS": UNLIMITED,
         }
-        no_headers = {load: {} for load in LOADS}
+        no_headers: dict[str, dict[str, str]] = {load: {} for load in LOADS}
         targets = [
             Target(
                 "off",
@@ -275,7 +276,8 @@ def main() -> None:
         rows.append([load, "keys/off", f"{ratio:.3f}", "", "", f"+{extra:.2f}"])
     errors = sum(r["figures"]["errors"] for t in targets for runs in t.runs.values() for r in runs)
     print(f"\nMedians (min–max) of {args.rounds} runs per server and load.")
-    print(table(["load", "server", "requests/s", "p50 ms", "p99 ms", "Redis cmds/req (in scripts too)"], rows))
+    headers = ["load", "server", "requests/s", "p50 ms", "p99 ms", "Redis cmds/req (in scripts too)"]
+    print(table(headers, rows))
     path = write_artifact(
         "http-auth",
         {
