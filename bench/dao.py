@@ -47,6 +47,12 @@ def figures(run: dict) -> dict[str, float]:
         "analytics_7d_ms": 1000 * run["analytics_x50"] / 50,
         "backlog_readings_per_s": run["backlog_readings"] / run["backlog"],
         "backlog_batch_p99_ms": 1000 * run["backlog_batch_p99"],
+        "ingest_cpu_us": 1e6 * (run["ingest_cpu_client"] + run["ingest_cpu_server"]) / run["readings"],
+        "ingest_server_cpu_us": 1e6 * run["ingest_cpu_server"] / run["readings"],
+        "backlog_cpu_us": 1e6
+        * (run["backlog_cpu_client"] + run["backlog_cpu_server"])
+        / run["backlog_readings"],
+        "backlog_server_cpu_us": 1e6 * run["backlog_cpu_server"] / run["backlog_readings"],
     }
 
 
@@ -76,6 +82,10 @@ FIGURES = (
     ("analytics_7d_ms", "7-day site analytics", "ms", ".2f"),
     ("backlog_readings_per_s", "backlog upload (older than newest)", "readings/s", ",.0f"),
     ("backlog_batch_p99_ms", "backlog upload, p99 per batch", "ms", ".1f"),
+    ("ingest_cpu_us", "ingest CPU per reading, client + server", "us", ".1f"),
+    ("ingest_server_cpu_us", "ingest CPU per reading, server", "us", ".1f"),
+    ("backlog_cpu_us", "backlog CPU per reading, client + server", "us", ".1f"),
+    ("backlog_server_cpu_us", "backlog CPU per reading, server", "us", ".1f"),
 )
 
 
@@ -172,6 +182,7 @@ def main() -> None:
             ("top-100 leaderboard read", seed["top100_ms"] / mine["top100_ms"]),
             ("7-day site analytics", seed["analytics_7d_ms"] / mine["analytics_7d_ms"]),
             ("backlog upload", mine["backlog_readings_per_s"] / seed["backlog_readings_per_s"]),
+            ("ingest CPU per reading", seed["ingest_cpu_us"] / mine["ingest_cpu_us"]),
         )
         for label, ratio in ratios:
             print(f"    {label + ':':<36}{ratio:6.1f}x")

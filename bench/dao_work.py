@@ -2,7 +2,8 @@
 
 Usage: python bench/dao_work.py PORT DB SITES DAYS  -> one JSON line of timings (seconds).
 The work: insert SITES sites; ingest SITES*DAYS*24 hourly readings in time order through
-``add_readings_batch`` in batches of 1,000; make the leaderboards current (the seed's design needs
+``add_readings_batch`` in batches of 1,000 (wall-clock time, and the CPU time of this process and
+of the server); make the leaderboards current (the seed's design needs
 its updater for that, ours keeps them current at ingest); read the top-100 capacity leaderboard 50
 times; ask 50 seven-day site analytics; then a backlog upload: a quarter of the sites (their loggers
 were online hourly, and kept 5-minute readings) upload the readings between their hourly ones of the last
@@ -68,7 +69,7 @@ def main() -> None:
     site_dao.insert_many(*sites)
     out["insert_sites"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds(client)
     for i in range(0, len(readings), 1000):
         ts.add_readings_batch(readings[i : i + 1000])
     out["ingest"] = time.perf_counter() - t0
@@ -82,6 +83,7 @@ def main() -> None:
         updater.update_generation_leaderboard()
         updater.update_efficiency_leaderboard()
     out["leaderboards_current"] = time.perf_counter() - t0
+    out["ingest_cpu_client"], out["ingest_cpu_server"] = cpu_used(client, cpu0)  # until boards current
 
     t0 = time.perf_counter()
     for _ in range(50):
@@ -101,6 +103,18 @@ def main() -> None:
     print(json.dumps(out))
 
 
+def cpu_seconds(client: redis.Redis) -> tuple[float, float]:
+    """CPU seconds used so far by this process and by the Redis server (user + system): figures that
+    a busy machine distorts far less than wall-clock time."""
+    info = client.info("cpu")
+    return time.process_time(), float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def cpu_used(client: redis.Redis, since: tuple[float, float]) -> tuple[float, float]:
+    now = cpu_seconds(client)
+    return now[0] - since[0], now[1] - since[1]
+
+
 def backlog(ts, sites, end, rng, reading_type, out: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
     """Each site's 5-minute readings between its hourly ones over the 4 days before ``end`` (never a
     stored timestamp, so the seed's DUPLICATE_POLICY BLOCK accepts them), per site in batches of 1,000."""
@@ -115,12 +129,13 @@ def backlog(ts, sites, end, rng, reading_type, out: dict[str, object]) -> None: 
         ]  # fmt: skip
         batches += [readings[i : i + 1000] for i in range(0, len(readings), 1000)]
     latencies = []
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds(ts.redis)
     for batch in batches:
         b0 = time.perf_counter()
         ts.add_readings_batch(batch)
         latencies.append(time.perf_counter() - b0)
     out["backlog"] = time.perf_counter() - t0
+    out["backlog_cpu_client"], out["backlog_cpu_server"] = cpu_used(ts.redis, cpu0)
     out["backlog_readings"] = sum(len(b) for b in batches)
     latencies.sort()
     out["backlog_batch_p50"] = latencies[len(latencies) // 2]
