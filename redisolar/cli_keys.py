@@ -12,7 +12,8 @@ import click
 
 from redisolar.cli import CliContext, _friendly_errors, pass_cli
 from redisolar.models.api_key import SCOPES, ApiKey
-from redisolar.services import MAX_EXPIRES_DAYS
+from redisolar.services import keys as key_cases
+from redisolar.services.keys import MAX_EXPIRES_DAYS
 
 
 @click.group("keys")
@@ -39,8 +40,8 @@ def create(
 ) -> None:
     """Create a key; its secret is printed once, alone on the last line."""
     with _friendly_errors():
-        key, secret = cli.services().create_api_key(
-            scope, sites=sites, all_sites=all_sites, name=name, expires_days=expires_days
+        key, secret = key_cases.create_api_key(
+            cli.services(), scope, sites=sites, all_sites=all_sites, name=name, expires_days=expires_days
         )
     click.echo(f"Created {describe(key)}", err=False)
     click.echo("The key is shown this once; keep it secret. Send it as 'Authorization: Bearer <key>'.")
@@ -51,7 +52,7 @@ def create(
 @pass_cli
 def list_keys(cli: CliContext) -> None:
     """List keys (never their secrets)."""
-    found = cli.services().api_keys.find_all()
+    found = key_cases.list_api_keys(cli.services())
     if not found:
         click.echo("No API keys.")
     for key in found:
@@ -64,7 +65,7 @@ def list_keys(cli: CliContext) -> None:
 def revoke(cli: CliContext, key_id: str) -> None:
     """Revoke a key: every server refuses it from the next request on."""
     with _friendly_errors():
-        cli.services().revoke_api_key(key_id)
+        key_cases.revoke_api_key(cli.services(), key_id)
     click.echo(f"Revoked key {key_id}")
 
 

@@ -15,10 +15,10 @@ from marshmallow import Schema, fields, validate
 from werkzeug.routing import BaseConverter
 
 from redisolar.api.common import Blueprint, services
-from redisolar.errors import ApiKeyNotFound
 from redisolar.models.api_key import MAX_SITES_PER_KEY, SCOPES, ApiKey
 from redisolar.models.site import MAX_SITE_ID
-from redisolar.services import MAX_EXPIRES_DAYS
+from redisolar.services import keys as key_cases
+from redisolar.services.keys import MAX_EXPIRES_DAYS
 
 keys_bp = Blueprint("keys", __name__, url_prefix="/api/keys", description="API keys (admin)")
 KEY_ID = "<key_id:key_id>"
@@ -87,7 +87,7 @@ class ApiKeyListSchema(Schema):
 @keys_bp.errors(413, 415)
 def create_key(data: dict[str, Any]) -> dict[str, Any]:
     """Create a key; the answer holds its secret, shown this once."""
-    key, secret = services().create_api_key(**data)
+    key, secret = key_cases.create_api_key(services(), **data)
     return {**_fields(key), "key": secret}
 
 
@@ -96,7 +96,7 @@ def create_key(data: dict[str, Any]) -> dict[str, Any]:
 @keys_bp.errors()
 def list_keys() -> dict[str, Any]:
     """Every key, oldest first, without secrets."""
-    return {"keys": [_fields(key) for key in services().api_keys.find_all()]}
+    return {"keys": [_fields(key) for key in key_cases.list_api_keys(services())]}
 
 
 @keys_bp.route(f"/{KEY_ID}", methods=["GET"])
@@ -104,10 +104,7 @@ def list_keys() -> dict[str, Any]:
 @keys_bp.errors(404)
 def get_key(key_id: str) -> dict[str, Any]:
     """One key's metadata."""
-    key = services().api_keys.find(key_id)
-    if key is None:
-        raise ApiKeyNotFound(key_id)
-    return _fields(key)
+    return _fields(key_cases.get_api_key(services(), key_id))
 
 
 @keys_bp.route(f"/{KEY_ID}", methods=["DELETE"])
@@ -115,7 +112,7 @@ def get_key(key_id: str) -> dict[str, Any]:
 @keys_bp.errors(404)
 def revoke_key(key_id: str) -> Response:
     """Revoke a key: refused by the next request, in every process. 204, no body."""
-    services().revoke_api_key(key_id)
+    key_cases.revoke_api_key(services(), key_id)
     return Response(status=204)
 
 

@@ -15,17 +15,19 @@ Decisions where the seed shows no shape:
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from typing import Any
 
 from flask import Response
 
 from redisolar.api.common import Blueprint, services
 from redisolar.api.schemas import SearchArgs, SiteSearchResultSchema, SitesStatsSchema, SiteUpdateSchema
-from redisolar.errors import InvalidInput, SiteNotFound
+from redisolar.errors import InvalidInput
 from redisolar.models.schemas import SiteSchema
 from redisolar.models.site import Site
+from redisolar.services import sites
+from redisolar.services.sites import stats_of as site_stats
+
+__all__ = ["site_stats", "sites_bp"]
 
 sites_bp = Blueprint("sites", __name__, url_prefix="/api/sites", description="Solar sites (Lesson 2)")
 
@@ -35,7 +37,7 @@ sites_bp = Blueprint("sites", __name__, url_prefix="/api/sites", description="So
 @sites_bp.errors()
 def all_sites() -> list[Site]:
     """Every site, by id."""
-    return services().sites.find_all()
+    return sites.all_sites(services())
 
 
 @sites_bp.route("/", methods=["POST"], strict_slashes=False)
@@ -44,7 +46,7 @@ def all_sites() -> list[Site]:
 @sites_bp.errors(409, 413, 415)
 def create_site(site: Site) -> Site:
     """Register a site (it joins the capacity leaderboard). 409 if the id is taken."""
-    return services().create_site(site)
+    return sites.create_site(services(), site)
 
 
 @sites_bp.route("/<site_id:site_id>", methods=["GET"])
@@ -52,10 +54,7 @@ def create_site(site: Site) -> Site:
 @sites_bp.errors(404)
 def one_site(site_id: int) -> Site:
     """One site."""
-    site = services().sites.find_by_id(site_id)
-    if site is None:
-        raise SiteNotFound(site_id)
-    return site
+    return sites.get_site(services(), site_id)
 
 
 @sites_bp.route("/<site_id:site_id>", methods=["PUT"])
@@ -71,7 +70,7 @@ def update_site(data: dict[str, Any], site_id: int) -> Site:
         site = Site(id=site_id, **data)
     except ValueError as exc:
         raise InvalidInput("Validation failed", {"_schema": [exc.args[0]]}) from None
-    return services().update_site(site)
+    return sites.update_site(services(), site)
 
 
 @sites_bp.route("/<site_id:site_id>", methods=["DELETE"])
@@ -79,7 +78,7 @@ def update_site(data: dict[str, Any], site_id: int) -> Site:
 @sites_bp.errors(404)
 def delete_site(site_id: int) -> Response:
     """Delete a site with its readings and leaderboard entries. 204, no body."""
-    services().delete_site(site_id)
+    sites.delete_site(services(), site_id)
     return Response(status=204)
 
 
@@ -89,7 +88,7 @@ def delete_site(site_id: int) -> Response:
 @sites_bp.errors()
 def search(args: dict[str, Any]) -> dict[str, Any]:
     """Sites matching every given filter: by id, or by distance with a geo filter."""
-    result = services().sites.search(**args)
+    result = sites.search_sites(services(), **args)
     return {"sites": result.sites, "total": result.total, "limit": args["limit"], "offset": args["offset"]}
 
 
@@ -98,23 +97,4 @@ def search(args: dict[str, Any]) -> dict[str, Any]:
 @sites_bp.errors()
 def stats() -> dict[str, Any]:
     """Totals over every site, and per state (one round trip)."""
-    return site_stats(services().sites.find_all())
-
-
-def site_stats(sites: list[Site]) -> dict[str, Any]:
-    """The stats of ``sites`` (see the module docstring)."""
-    states: dict[str, dict[str, Any]] = defaultdict(lambda: {"sites": 0, "capacities": []})
-    for site in sites:
-        states[site.state]["sites"] += 1
-        states[site.state]["capacities"].append(site.capacity)
-    total = math.fsum(site.capacity for site in sites)
-    return {
-        "total_sites": len(sites),
-        "total_capacity_kw": total,
-        "total_panels": sum(site.panels for site in sites),
-        "average_capacity_kw": total / len(sites) if sites else 0.0,
-        "states": {
-            state: {"sites": s["sites"], "capacity_kw": math.fsum(s["capacities"])}
-            for state, s in sorted(states.items())
-        },
-    }
+    return sites.site_stats(services())

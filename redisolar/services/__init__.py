@@ -1,38 +1,55 @@
-"""The logic the REST API and the CLI share, on top of the DAOs.
+"""The use cases the REST API and the CLI share, on top of the DAOs.
 
-:class:`Services` bundles one Redis client and the DAOs built on it; :func:`build_services` makes one
-from :class:`~redisolar.settings.Settings` (re-exported here). Nothing here runs at import time.
+Design:
+
+- :class:`Services` is a **container**: one Redis client and the DAOs built on it, made once per app
+  (or CLI command) by :func:`build_services` from :class:`~redisolar.settings.Settings`, kept in
+  ``app.extensions["redisolar"]``. It holds no logic of its own.
+- Each **use case** is a plain function in the module of its resource, taking the container first:
+  :mod:`~redisolar.services.sites` (create, update, delete, search, stats),
+  :mod:`~redisolar.services.analytics` (latest readings, series, site analytics),
+  :mod:`~redisolar.services.leaderboards` (a page, a site's position, reconcile),
+  :mod:`~redisolar.services.summary` (the fleet summary, cached per process),
+  :mod:`~redisolar.services.keys` (API keys) and :mod:`~redisolar.services.ingest` (readings: series,
+  boards and rollups). A use case validates what only it can know (a site exists, a board type), calls
+  the DAOs, and raises domain errors (:mod:`redisolar.errors`); it knows nothing of Flask.
+- A view parses its request, calls **one** use-case function and renders the result; the CLI calls the
+  same functions. DAOs own their keys; a use case that touches several aggregates (deleting a site) is
+  where they are combined.
+
+The methods :meth:`Services.create_site` … :meth:`Services.summary` are one-line shorthands for the use
+cases, kept for scripts and tests written against them. Nothing here runs at import time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 import redis
 
-from redisolar.dao.daily_boards import efficiency_percent
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.keys_dao import ApiKeyDao
 from redisolar.dao.leaderboard_dao import LeaderboardDao
 from redisolar.dao.site_dao_redis import SearchMode, SiteDaoRedis
 from redisolar.dao.timeseries_dao import TimeSeriesDao
-from redisolar.errors import ApiKeyNotFound, InvalidInput, SiteNotFound
 from redisolar.models.api_key import ApiKey
 from redisolar.models.site import Site
+from redisolar.services import keys as key_cases
+from redisolar.services import sites as site_cases
+from redisolar.services import summary as summary_cases
+from redisolar.services.keys import MAX_EXPIRES_DAYS
 from redisolar.settings import Settings
 from redisolar.tasks.leaderboard_updater import LeaderboardUpdater
-from redisolar.timeutil import utcnow
 
-MAX_EXPIRES_DAYS = 36_500
 __all__ = ["MAX_EXPIRES_DAYS", "Services", "Settings", "build_services"]
 
 
 @dataclass
 class Services:
-    """One Redis client and the DAOs that use it."""
+    """One Redis client and the DAOs that use it (the container every use case takes)."""
 
     settings: Settings
     redis: redis.Redis
@@ -42,39 +59,26 @@ class Services:
     leaderboards: LeaderboardDao
     updater: LeaderboardUpdater
     api_keys: ApiKeyDao
+    summary_cache: dict[str, Any] = field(default_factory=dict)
+    """This process's cached fleet summary (:mod:`redisolar.services.summary`)."""
 
-    # -- sites, kept consistent with their data and the leaderboards --------------------------------
+    # -- shorthands for the use cases (see the module docstring) ------------------------------------
     def create_site(self, site: Site) -> Site:
-        """Register a new site (409 ``SiteAlreadyExists`` if the id is taken); it joins the capacity board."""
-        self.sites.create(site)
-        return site
+        """:func:`redisolar.services.sites.create_site`."""
+        return site_cases.create_site(self, site)
 
     def update_site(self, site: Site) -> Site:
-        """Replace a site's details; a capacity change re-scores its efficiency in every day board."""
-        old = self.sites.find_by_id(site.id)
-        if old is None:
-            raise SiteNotFound(site.id)
-        self.sites.update(site)
-        if old.capacity != site.capacity:
-            self.leaderboards.rescore_efficiency(site.id, site.capacity)
-        return site
+        """:func:`redisolar.services.sites.update_site`."""
+        return site_cases.update_site(self, site)
 
     def delete_site(self, site_id: int) -> None:
-        """Delete a site, its readings and its leaderboard entries (404 if unknown)."""
-        if not self.sites.exists(site_id):
-            raise SiteNotFound(site_id)
-        self.timeseries.delete_site_data(site_id)
-        self.leaderboards.remove_site_from_leaderboards(site_id)
-        self.sites.delete(site_id)
+        """:func:`redisolar.services.sites.delete_site`."""
+        site_cases.delete_site(self, site_id)
 
     def delete_all_sites(self) -> int:
-        """Delete every site with its data and leaderboard entries. Returns how many were deleted."""
-        sites = self.sites.find_all()
-        for site in sites:
-            self.delete_site(site.id)
-        return len(sites)
+        """:func:`redisolar.services.sites.delete_all_sites`."""
+        return site_cases.delete_all_sites(self)
 
-    # -- API keys ---------------------------------------------------------------------------------------
     def create_api_key(
         self,
         scope: str,
@@ -84,42 +88,18 @@ class Services:
         name: str = "",
         expires_days: float | None = None,
     ) -> tuple[ApiKey, str]:
-        """A new API key and its secret (shown once; only its hash is stored). Raises
-        :class:`InvalidInput` for a scope, sites or name that do not fit together."""
-        try:
-            key = ApiKey("0" * 12, scope, name, tuple(sites), all_sites)
-        except ValueError as exc:
-            raise InvalidInput(str(exc), {"_schema": [str(exc)]}) from None
-        if expires_days is not None and not 0 < expires_days <= MAX_EXPIRES_DAYS:
-            raise InvalidInput(f"expires_days must be between 0 and {MAX_EXPIRES_DAYS}")
-        return self.api_keys.create(key, expires_days)
+        """:func:`redisolar.services.keys.create_api_key`."""
+        return key_cases.create_api_key(
+            self, scope, sites=sites, all_sites=all_sites, name=name, expires_days=expires_days
+        )
 
     def revoke_api_key(self, key_id: str) -> None:
-        """Revoke a key at once, in every process (404 ``ApiKeyNotFound`` if there is none)."""
-        if not self.api_keys.revoke(key_id):
-            raise ApiKeyNotFound(key_id)
+        """:func:`redisolar.services.keys.revoke_api_key`."""
+        key_cases.revoke_api_key(self, key_id)
 
-    # -- fleet summary ----------------------------------------------------------------------------------
     def summary(self, now: datetime | None = None, hours: int = 24) -> dict[str, Any]:
-        """The fleet over the last ``hours`` clock hours (the current one included, so the period
-        starts on the hour): sites, capacity, generation, reporting sites, capacity factor.
-
-        Three round trips whatever the fleet size: the generation comes from the hourly fleet
-        totals kept at ingest, the capacity from a server-side sum.
-        """
-        fleet = self.timeseries.get_fleet_generation(now or utcnow(), hours)
-        total_capacity = self.sites.get_total_capacity()
-        period_hours = (fleet.period_end - fleet.period_start) / timedelta(hours=1)
-        efficiency = efficiency_percent(fleet.wh_generated, total_capacity, period_hours)
-        return {
-            "total_sites": self.sites.count(),
-            "active_sites_24h": fleet.active_sites,
-            "total_capacity_kw": total_capacity,
-            "total_generation_24h_wh": fleet.wh_generated,
-            "overall_efficiency_percent": efficiency or 0.0,
-            "period_start": fleet.period_start.isoformat(),
-            "period_end": fleet.period_end.isoformat(),
-        }
+        """:func:`redisolar.services.summary.fleet_summary`."""
+        return summary_cases.fleet_summary(self, now, hours)
 
 
 def build_services(settings: Settings, client: redis.Redis | None = None) -> Services:
