@@ -51,7 +51,6 @@ def create_app(config_name: str | None = None, test_config: Mapping[str, Any] | 
     configure_reading_bounds(app.config["MAX_READING_WH"])
     app.json = StrictJSONProvider(app)  # never NaN/Infinity in a body (RFC 8259)
     app.extensions["redisolar"] = build_services(settings_from_config(app.config))
-    app.extensions["redisolar.summary_cache"] = {}
     init_api(app, service_bp, sites_bp, analytics_bp, keys_bp)
     init_auth(app)  # API keys, rate limits, cross-site refusals (README "Security")
     init_web(app)  # the dashboard: /dashboard, /sites/<id>; GET / for browsers

@@ -3,9 +3,10 @@
 Paths, methods, success codes and shapes are the seed's. Decisions where it shows none:
 
 - Readings: the body's ``site_id`` may be left out (the path says which site); if given it must equal
-  the path's, else 400. The site must exist (404). Validation comes first, then the site check, then
-  one all-or-nothing write: a reading older than the retention window (counted back from the site's
-  newest reading) is a 400 that says so, and nothing of its batch is stored.
+  the path's, else 400. Validation comes first (:mod:`redisolar.api.fast_readings`), then one
+  all-or-nothing write (:func:`redisolar.services.ingest.ingest`), which refuses a site that does not
+  exist (404) and a reading older than the retention window (counted back from the site's newest
+  reading: a 400 that says so); nothing of a refused batch is stored.
 - A batch is a JSON array of 1 to ``MAX_BATCH_READINGS`` readings (more: 413); ``count`` is the number
   of readings stored (a timestamp repeated within the batch counts once, the last one wins).
 - Time ranges are ``[start, end)``; ``end`` defaults to now and ``start`` to 24 hours before ``end``
@@ -20,18 +21,15 @@ Paths, methods, success codes and shapes are the seed's. Decisions where it show
 
 from __future__ import annotations
 
-import functools
-import time
-from collections.abc import Callable
 from dataclasses import asdict
-from datetime import date
 from typing import Any
 
-from flask import current_app, request
+from flask import Response, current_app
 
-from redisolar.api.common import Blueprint, services, time_range
+from redisolar.api import render
+from redisolar.api.common import Blueprint, json_body, services, time_range
 from redisolar.api.errors import NoData
-from redisolar.api.fast_readings import fast_records
+from redisolar.api.fast_readings import read_batch, read_reading
 from redisolar.api.schemas import (
     DayArgs,
     LatestReadingsSchema,
@@ -51,10 +49,12 @@ from redisolar.api.schemas import (
 )
 from redisolar.auth.checks import known_site_existence
 from redisolar.dao.key_manager import LEADERBOARD_TYPES
-from redisolar.errors import InvalidInput, InvalidQuery, InvalidReading, SiteNotFound
+from redisolar.errors import InvalidQuery
 from redisolar.models.schemas import SiteAnalyticsSchema
-from redisolar.models.site import MeterReading, MetricType, SiteAnalytics
-from redisolar.timeutil import utcnow
+from redisolar.models.site import MetricType, SiteAnalytics
+from redisolar.services import analytics, leaderboards
+from redisolar.services import summary as fleet
+from redisolar.services.ingest import ingest
 
 analytics_bp = Blueprint(
     "analytics", __name__, url_prefix="/api/analytics",
@@ -77,34 +77,6 @@ METRIC_PARAMETER = _path_choice("metric", tuple(m.value for m in MetricType), "T
 BOARD_PARAMETER = _path_choice("leaderboard_type", LEADERBOARD_TYPES, "The leaderboard")
 
 
-# -- helpers ---------------------------------------------------------------------------------------
-def _require_site(site_id: int) -> None:
-    exists = known_site_existence(site_id)  # read with the request's key check, if there was one
-    if not (services().sites.exists(site_id) if exists is None else exists):
-        raise SiteNotFound(site_id)
-
-
-def _reading(site_id: int, data: dict[str, Any]) -> MeterReading:
-    try:
-        return MeterReading(**{**data, "site_id": site_id})
-    except ValueError as exc:
-        raise InvalidReading("Validation failed", {"_schema": [exc.args[0]]}) from None
-
-
-def _site_id_errors(site_id: int, item: dict[str, Any]) -> dict[str, list[str]]:
-    """The validation messages of a body's ``site_id``: it must be absent or the path's."""
-    if item.get("site_id") in (None, site_id):
-        return {}
-    return {"site_id": [f"Must equal the site id of the path ({site_id})."]}
-
-
-def _check_site_ids(site_id: int, items: list[dict[str, Any]]) -> None:
-    """400 unless every batch item's ``site_id`` is absent or the path's (details keyed by index)."""
-    wrong = {str(i): errors for i, item in enumerate(items) if (errors := _site_id_errors(site_id, item))}
-    if wrong:
-        raise InvalidInput("Validation failed", wrong)
-
-
 def _metric(metric: str) -> MetricType:
     try:
         return MetricType(metric)
@@ -113,81 +85,43 @@ def _metric(metric: str) -> MetricType:
         raise InvalidQuery(f"Invalid metric: {metric} (use one of {valid})") from None
 
 
-def _leaderboard_type(leaderboard_type: str) -> str:
-    if leaderboard_type not in LEADERBOARD_TYPES:
-        raise InvalidQuery(
-            f"Invalid leaderboard type: {leaderboard_type}. Must be one of: {', '.join(LEADERBOARD_TYPES)}"
-        )
-    return leaderboard_type
-
-
-def _board_day(leaderboard_type: str, day: date | None) -> date | None:
-    """The day a board request is about: None for capacity, else ``day`` or today (UTC)."""
-    if leaderboard_type == "capacity":
-        return None
-    return day or utcnow().date()
-
-
 # -- readings --------------------------------------------------------------------------------------
 @analytics_bp.route("/readings/<site_id:site_id>", methods=["POST"])
-@analytics_bp.arguments(ReadingInSchema, description="One reading (`site_id` optional)")
+@analytics_bp.body(ReadingInSchema, description="One reading (`site_id` optional)")
 @analytics_bp.response(201, ReadingCreatedSchema)
 @analytics_bp.errors(404, 413, 415)
-def add_meter_reading(data: dict[str, Any], site_id: int) -> dict[str, Any]:
+def add_meter_reading(site_id: int) -> Response:
     """Store a meter reading (a re-sent reading replaces the stored one)."""
-    errors = _site_id_errors(site_id, data)
-    if errors:
-        raise InvalidInput("Validation failed", errors)
-    reading = _reading(site_id, data)
-    _require_site(site_id)
-    services().timeseries.add_reading(reading)
-    return {"message": f"Reading added for site {site_id}", "reading": reading}
-
-
-def fast_batch(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Serve a batch whose body passes the compiled fast rules (:mod:`redisolar.api.fast_readings`)
-    straight to storage; anything else goes to ``view``, whose schema validates it and words the
-    errors. Same answers, a fraction of the cost per reading."""
-
-    @functools.wraps(view)
-    def serve(site_id: int) -> Any:
-        if request.mimetype == "application/json":
-            limit = current_app.config["MAX_BATCH_READINGS"]
-            records = fast_records(request.get_data(cache=True), site_id, limit)
-            if records is not None:
-                _require_site(site_id)
-                count = services().timeseries.add_validated_records({site_id: records})
-                body = {"message": f"Added {count} readings for site {site_id}", "count": count}
-                return current_app.json.response(body), 201
-        return view(site_id=site_id)
-
-    return serve
+    reading = read_reading(json_body(), site_id)
+    ingest(services(), {site_id: [reading.record]})  # 404 from the write itself: site_id unknown
+    _, generated, used, temp = reading.record
+    body = {"site_id": site_id, "timestamp": reading.timestamp.isoformat(),
+            "wh_generated": generated, "wh_used": used, "temp_c": temp}  # fmt: skip
+    return render.json_response({"message": f"Reading added for site {site_id}", "reading": body}, 201)
 
 
 @analytics_bp.route("/readings/<site_id:site_id>/batch", methods=["POST"])
-@fast_batch
-@analytics_bp.arguments(
+@analytics_bp.body(
     ReadingBatchItemSchema(many=True), description="An array of 1 to MAX_BATCH_READINGS (10000) readings"
 )
 @analytics_bp.response(201, ReadingsAddedSchema)
 @analytics_bp.errors(404, 413, 415)
-def add_meter_readings_batch(items: list[dict[str, Any]], site_id: int) -> dict[str, Any]:
+def add_meter_readings_batch(site_id: int) -> Response:
     """Store many readings of one site, all or nothing (validation errors are keyed by item index)."""
-    _check_site_ids(site_id, items)
-    readings = [_reading(site_id, item) for item in items]
-    _require_site(site_id)
-    count = services().timeseries.add_readings_batch(readings)
-    return {"message": f"Added {count} readings for site {site_id}", "count": count}
+    records = read_batch(json_body(), site_id, current_app.config["MAX_BATCH_READINGS"])
+    count = ingest(services(), {site_id: records})
+    body = {"message": f"Added {count} readings for site {site_id}", "count": count}
+    return render.json_response(body, 201)
 
 
 @analytics_bp.route("/readings/<site_id:site_id>/latest", methods=["GET"])
 @analytics_bp.response(200, LatestReadingsSchema)
 @analytics_bp.errors(404)
-def get_latest_readings(site_id: int) -> dict[str, Any]:
+def get_latest_readings(site_id: int) -> Response:
     """The newest reading of every metric of a site (one round trip)."""
-    _require_site(site_id)
-    latest = services().timeseries.get_latest_readings(site_id)
-    return {"site_id": site_id, "latest_readings": {m.value: point for m, point in latest.items()}}
+    latest = analytics.latest_readings(services(), site_id, known=known_site_existence(site_id))
+    points = {m.value: render.point(p) for m, p in latest.items()}
+    return render.json_response({"site_id": site_id, "latest_readings": points})
 
 
 @analytics_bp.route(
@@ -203,13 +137,10 @@ def get_site_readings(args: dict[str, Any], site_id: int, metric: str) -> dict[s
     """
     metric_type = _metric(metric)
     start, end = time_range(args)
-    _require_site(site_id)
     aggregation, bucket = args["aggregation"], args["bucket_size"]
-    timeseries = services().timeseries
-    if aggregation == "raw":
-        points = timeseries.get_readings_range(site_id, metric_type, start, end)
-    else:
-        points = timeseries.get_aggregated_data(site_id, metric_type, start, end, bucket, aggregation)
+    points = analytics.series(
+        services(), site_id, metric_type, start, end, aggregation, bucket, known=known_site_existence(site_id)
+    )
     return {
         "site_id": site_id,
         "metric": metric_type.value,
@@ -233,14 +164,13 @@ def get_site_analytics(args: dict[str, Any], site_id: int) -> SiteAnalytics:
     404 with the seed's `message` when the range holds no reading.
     """
     start, end = time_range(args)
-    _require_site(site_id)
-    analytics = services().timeseries.get_site_analytics(site_id, start, end)
-    if analytics is None:
+    result = analytics.site_analytics(services(), site_id, start, end, known=known_site_existence(site_id))
+    if result is None:
         raise NoData(
             f"No data available for site {site_id} in the specified time range",
             {"site_id": site_id, "start": start.isoformat(), "end": end.isoformat()},
         )
-    return analytics
+    return result
 
 
 # -- leaderboards ----------------------------------------------------------------------------------
@@ -250,18 +180,18 @@ def get_site_analytics(args: dict[str, Any], site_id: int) -> SiteAnalytics:
 @analytics_bp.arguments(LeaderboardArgs, location="query")
 @analytics_bp.response(200, LeaderboardSchema)
 @analytics_bp.errors()
-def get_leaderboard(args: dict[str, Any], leaderboard_type: str) -> dict[str, Any]:
+def get_leaderboard(args: dict[str, Any], leaderboard_type: str) -> Response:
     """A page of a leaderboard: capacity (kW), or a UTC day's generation (Wh) or efficiency (%)."""
-    kind = _leaderboard_type(leaderboard_type)
-    day = _board_day(kind, args.get("day"))
-    boards = services().leaderboards
-    entries = boards.get_leaders(kind, args["limit"], args["offset"], day)
-    return {
-        "leaderboard_type": kind,
-        "day": day,
-        "entries": entries,
-        "stats": boards.get_leaderboard_stats(kind, day),
-    }
+    limit, offset, day = args["limit"], args["offset"], args.get("day")
+    page = leaderboards.board_page(services(), leaderboard_type, limit, offset, day)
+    return render.json_response(
+        {
+            "leaderboard_type": page.kind,
+            "day": render.iso(page.day),
+            "entries": [render.entry(e) for e in page.entries],
+            "stats": render.board_stats(page.stats),
+        }
+    )
 
 
 @analytics_bp.route(
@@ -270,31 +200,34 @@ def get_leaderboard(args: dict[str, Any], leaderboard_type: str) -> dict[str, An
 @analytics_bp.arguments(PositionArgs, location="query")
 @analytics_bp.response(200, SitePositionSchema)
 @analytics_bp.errors(404)
-def get_site_leaderboard_info(args: dict[str, Any], leaderboard_type: str, site_id: int) -> dict[str, Any]:
+def get_site_leaderboard_info(args: dict[str, Any], leaderboard_type: str, site_id: int) -> Response:
     """A site's rank and score in a leaderboard, with `context` neighbours on each side.
 
     404 "Site N not found" for an unknown site; 404 with the seed's `message` when the site is not
     on the board.
     """
-    kind = _leaderboard_type(leaderboard_type)
-    day = _board_day(kind, args.get("day"))
-    _require_site(site_id)
-    boards = services().leaderboards
-    surrounding = boards.get_sites_around_rank(site_id, kind, args["context"], day)
-    mine = [entry for entry in surrounding if entry.site.id == site_id]
-    if not mine:
+    day = args.get("day")
+    known = known_site_existence(site_id)
+    position = leaderboards.site_position(
+        services(), leaderboard_type, site_id, args["context"], day, known=known
+    )
+    if position is None:
+        kind = leaderboards.board_kind(leaderboard_type)
+        when = leaderboards.board_day(kind, day)
         raise NoData(
             f"Site {site_id} not found in {kind} leaderboard",
-            {"site_id": site_id, "leaderboard_type": kind, "day": day.isoformat() if day else None},
+            {"site_id": site_id, "leaderboard_type": kind, "day": render.iso(when)},
         )
-    return {
-        "site_id": site_id,
-        "leaderboard_type": kind,
-        "day": day,
-        "rank": mine[0].rank,
-        "score": mine[0].score,
-        "surrounding_sites": surrounding,
-    }
+    return render.json_response(
+        {
+            "site_id": site_id,
+            "leaderboard_type": position.kind,
+            "day": render.iso(position.day),
+            "rank": position.rank,
+            "score": float(position.score),
+            "surrounding_sites": [render.entry(e) for e in position.surrounding],
+        }
+    )
 
 
 @analytics_bp.route("/leaderboards/update", methods=["POST"])
@@ -307,7 +240,7 @@ def update_leaderboards(args: dict[str, Any]) -> tuple[dict[str, Any], int] | di
 
     200 with the report; 202 with `report: null` when another process holds the reconciler's lock.
     """
-    report = services().updater.update_all_leaderboards(args.get("day"))
+    report = leaderboards.reconcile(services(), args.get("day"))
     if report is None:
         message = "A leaderboard update is already running in another process; it will do this work"
         return {"message": message, "report": None}, 202
@@ -318,27 +251,12 @@ def update_leaderboards(args: dict[str, Any]) -> tuple[dict[str, Any], int] | di
 @analytics_bp.route("/summary", methods=["GET"])
 @analytics_bp.response(200, SummarySchema)
 @analytics_bp.errors()
-def get_analytics_summary() -> dict[str, Any]:
+def get_analytics_summary() -> Response:
     """The fleet over the last 24 hours: sites, active sites, capacity, generation, capacity factor.
 
     Without sites: `{"message": "No sites available", "total_sites": 0}`.
     """
-    summary = _cached_summary()
+    summary = fleet.cached_fleet_summary(services())
     if summary["total_sites"] == 0:
-        return {"message": "No sites available", "total_sites": 0}
-    return {"summary": summary}
-
-
-def _cached_summary() -> dict[str, Any]:
-    """``Services.summary()``, kept for ``SUMMARY_CACHE_SECONDS`` (0: not kept) in this process."""
-    ttl = current_app.config["SUMMARY_CACHE_SECONDS"]
-    if not ttl:
-        return services().summary()
-    cache: dict[str, Any] = current_app.extensions["redisolar.summary_cache"]
-    now = time.monotonic()
-    hit = cache.get("summary")
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    summary = services().summary()
-    cache["summary"] = (now + ttl, summary)
-    return summary
+        return render.json_response({"message": "No sites available", "total_sites": 0})
+    return render.json_response({"summary": render.fleet_summary(summary)})

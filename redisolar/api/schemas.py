@@ -9,11 +9,8 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from flask import current_app
-from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from redisolar.api.errors import PayloadTooLarge
-from redisolar.api.fast_readings import fast_load
 from redisolar.dao.key_manager import LEADERBOARD_TYPES
 from redisolar.dao.site_dao_redis import GEO_MAX_LAT
 from redisolar.dao.timeseries.base import AGGREGATIONS
@@ -162,7 +159,11 @@ _OPTIONAL_SITE_ID = {
 
 
 class ReadingInSchema(MeterReadingSchema):
-    """A meter reading posted for the site of the path (``site_id`` may be left out)."""
+    """A meter reading posted for the site of the path (``site_id`` may be left out).
+
+    The documentation of the body: requests are checked by the compiled validator
+    (:mod:`redisolar.api.fast_readings`, one definition of the same rules), never by this schema.
+    """
 
     site_id = fields.Integer(**_OPTIONAL_SITE_ID)  # type: ignore[arg-type]
 
@@ -174,30 +175,9 @@ class ReadingInSchema(MeterReadingSchema):
 class ReadingBatchItemSchema(ReadingInSchema):
     """One reading of a batch: the body is an array of 1 to ``MAX_BATCH_READINGS`` of them.
 
-    A whole batch is first tried on a compiled fast path (:mod:`redisolar.api.fast_readings`) that
-    accepts a subset of what this schema accepts; the rest, errors included, is this schema's.
+    Like :class:`ReadingInSchema`, it documents the shape; the compiled validator
+    (:mod:`redisolar.api.fast_readings`) checks requests.
     """
-
-    def load(self, data: Any, *, many: bool | None = None, **kwargs: Any) -> Any:
-        batch = (self.many if many is None else many) and isinstance(data, list) and not kwargs
-        if batch and 0 < len(data) <= current_app.config["MAX_BATCH_READINGS"]:
-            loaded = fast_load(data)
-            if loaded is not None:
-                return loaded
-        return super().load(data, many=many, **kwargs)
-
-    @pre_load(pass_collection=True)
-    def check_batch_size(self, data: Any, many: bool, **kwargs: Any) -> Any:
-        if many and isinstance(data, list):
-            limit = current_app.config["MAX_BATCH_READINGS"]
-            if not data:
-                raise ValidationError("Expected a non-empty array of readings.")
-            if len(data) > limit:
-                raise PayloadTooLarge(
-                    f"Too many readings in one batch: {len(data)} (at most {limit})",
-                    {"count": len(data), "max_batch_readings": limit},
-                )
-        return data
 
 
 class SiteUpdateSchema(SiteSchema):

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import redis
 from flask import current_app, request
 
+from redisolar.api import render
 from redisolar.api.common import Blueprint, services
 from redisolar.api.errors import MISCONFIGURED, REDIS_UNAVAILABLE, STORAGE_FULL
 from redisolar.api.schemas import HealthSchema, IndexSchema
@@ -103,10 +104,12 @@ def health() -> Any:
     if not may_see_details():  # AUTH_MODE=required and no read key: the status alone
         body = {"status": body["status"]}
     if probe.problem is None:
-        return body
+        return render.json_response(body)
     body.update(error=probe.problem, details=None)
-    retry = {"Retry-After": str(current_app.config["RETRY_AFTER_SECONDS"])}
-    return body, 503, ({} if probe.problem == MISCONFIGURED else retry)
+    response = render.json_response(body, 503)
+    if probe.problem != MISCONFIGURED:
+        response.headers["Retry-After"] = str(current_app.config["RETRY_AFTER_SECONDS"])
+    return response
 
 
 def _prefers_html() -> bool:
