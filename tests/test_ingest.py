@@ -20,7 +20,7 @@ from redisolar.dao.leaderboard_dao import LeaderboardDao
 from redisolar.dao.scripts import run_scripts_collect
 from redisolar.dao.timeseries.base import NO_SITE
 from redisolar.dao.timeseries_dao import group_readings
-from redisolar.errors import SiteNotFound
+from redisolar.errors import InvalidReading, SiteNotFound
 from redisolar.models.site import MeterReading, MetricType, Site
 from redisolar.services import Services, Settings, build_services
 from redisolar.services.ingest import ingest, ingest_readings
@@ -197,3 +197,41 @@ def test_backlog_uploads_older_than_the_newest_reading_are_exact(services: Servi
             ingest_readings(services, mine[i : i + 250])
     check_exact(services, live + backlog, top)
     assert services.timeseries.backend.newest([1])[1] == to_ms(top)
+
+
+def test_a_missing_site_is_not_found_before_its_batch_is_too_long(services: Services, top: datetime) -> None:
+    window = timedelta(milliseconds=services.timeseries.default_retention)
+    batch = [reading(7, top - window - timedelta(hours=1), 1.0), reading(7, top, 2.0)]
+    with pytest.raises(SiteNotFound):
+        ingest_readings(services, batch)
+    services.sites.insert(site(7))
+    with pytest.raises(InvalidReading):
+        ingest_readings(services, batch)
+
+
+def test_appends_one_reading_at_a_time_are_exact_even_after_a_writer_that_skips_the_cache(
+    services: Services, top: datetime
+) -> None:
+    """Appends add to the cached sums of the newest reading's day and hour (RedisTimeSeries); a
+    writer that changes the data without keeping that cache (an earlier version of the script: it
+    writes the series and sets ``v`` only) invalidates it."""
+    services.sites.insert(site(1))
+    start = top - timedelta(hours=3)
+    readings = [reading(1, start + timedelta(minutes=5 * k), 0.1 * k + 1 / 3) for k in range(40)]
+    dao = services.timeseries
+    earlier: list[MeterReading] = []
+    for k, r in enumerate(readings):
+        ingest_readings(services, [r])
+        if k == 20 and dao.backend.name == "redistimeseries":
+            extra = reading(1, r.timestamp + timedelta(minutes=1), 7.25)  # the earlier version's write
+            for metric, value in (
+                (MetricType.WH_GENERATED, 7.25),
+                (MetricType.WH_USED, 1.0),
+                (MetricType.TEMP_C, 20.0),
+            ):
+                services.redis.execute_command(
+                    "TS.ADD", dao.keys.timeseries_key(1, metric), extra.timestamp_millis, value
+                )
+            services.redis.hincrby(dao.keys.series_meta_key(1), "v", 1)
+            earlier.append(extra)
+    check_exact(services, readings + earlier, top)

@@ -140,7 +140,12 @@ class TimeSeriesDao:
         """
         if not by_site:
             return SeriesWrite([], {}, 0)
-        self._check_retention(by_site)
+        try:
+            self._check_retention(by_site)
+        except InvalidReading:
+            if require_sites:  # a missing site is a 404 before anything else, as it always was
+                self._raise_if_missing(list(by_site))
+            raise
         site_ids = list(by_site)
         calls = [self.backend.write_call(s, by_site[s], require_sites) for s in site_ids]
         outcomes: list[WriteOutcome] = []
@@ -152,6 +157,16 @@ class TimeSeriesDao:
                 outcomes.append(parse_write_outcome(site_id, reply))
         stored = sum(len(by_site[o.site_id]) for o in outcomes)
         return SeriesWrite(outcomes, errors, stored)
+
+    def _raise_if_missing(self, site_ids: list[int]) -> None:
+        """Raise :class:`SiteNotFound` for the first of ``site_ids`` without a site hash (one round
+        trip, on the refusal path only)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for site_id in site_ids:
+            pipe.exists(self.keys.site_key(site_id))
+        for site_id, exists in zip(site_ids, pipe.execute(), strict=True):
+            if not exists:
+                raise SiteNotFound(site_id)
 
     def _write_error(self, site_id: int, error: Exception) -> Exception:
         """The domain error for a site's refused write (the error itself if it is not ours)."""

@@ -1,5 +1,8 @@
 -- RedisTimeSeries backend: upsert one site's readings into its three series, atomically.
--- KEYS[1..3] series wh_generated, wh_used, temp_c; KEYS[4] series meta hash (fields v, newest);
+-- KEYS[1..3] series wh_generated, wh_used, temp_c; KEYS[4] series meta hash: v (data version), and a
+--   cache valid while its field cv equals v (a writer that does not keep it, as earlier versions of this
+--   script, invalidates it by changing v): newest (ms), dsum / hsum ('N:SUM': the generation sum of the
+--   day / hour N of the newest reading);
 -- KEYS[5] the site hash (its existence, its capacity). (Net generation is derived on read: no series.)
 -- ARGV[1] retention in ms (0 = keep everything), ARGV[2] site id, ARGV[3] key prefix (a label),
 -- ARGV[4] the readings: 32-byte records '<dddd' (ms timestamp, generated, used, temperature),
@@ -21,8 +24,9 @@ local first_ts = struct.unpack('<d', data, 1)
 local last_ts = struct.unpack('<d', data, #data - 31)
 
 -- The meta hash keeps the newest timestamp (no TS.GET); series written by earlier versions lack it.
-local meta = redis.call('HMGET', KEYS[4], 'v', 'newest')
-local stored_newest = tonumber(meta[2])
+local meta = redis.call('HMGET', KEYS[4], 'v', 'newest', 'dsum', 'hsum', 'cv')
+local valid = meta[5] and meta[5] == meta[1]
+local stored_newest = valid and tonumber(meta[2]) or nil
 local exists = stored_newest ~= nil
 if not exists then
   exists = redis.call('EXISTS', KEYS[1]) == 1
@@ -49,6 +53,34 @@ if not exists then
   end
 end
 
+-- An append (every reading newer than the stored newest, as meters report) computes its sums here, in
+-- time order as the module sums: each touched day and hour starts from 0, or, for the day and hour of
+-- the stored newest reading, from their cached sum (else one TS.RANGE over the stored part).
+local append = stored_newest == nil or first_ts > stored_newest
+local function cached(field, n, start)
+  if not (valid and field) or start < cutoff then return nil end
+  local m, sum = string.match(field, '^(%-?%d+):(.+)$')
+  if tonumber(m) == n then return tonumber(sum) end
+  return nil
+end
+local function stored_sum(start, bucket)
+  local r = redis.call('TS.RANGE', KEYS[1], string.format('%d', math.max(start, cutoff)),
+    string.format('%d', stored_newest), 'AGGREGATION', 'sum', bucket)
+  local v = r[1] and r[1][2]
+  if type(v) == 'table' then v = v.ok or v.double end
+  return tonumber(v) or 0.0
+end
+local day_acc, hour_acc = {}, {}
+if append and stored_newest then
+  local d, h = math.floor(stored_newest / DAY), math.floor(stored_newest / HOUR)
+  if math.floor(first_ts / DAY) == d then
+    day_acc[d] = cached(meta[3], d, d * DAY) or stored_sum(d * DAY, DAY)
+  end
+  if math.floor(first_ts / HOUR) == h then
+    hour_acc[h] = cached(meta[4], h, h * HOUR) or stored_sum(h * HOUR, HOUR)
+  end
+end
+
 -- The readings go to TS.MADD in chunks (a Lua call takes at most ~8000 arguments). Counters, not the
 -- # operator, index the tables: this loop is the hot path of ingest.
 local KEY1, KEY2, KEY3 = KEYS[1], KEYS[2], KEYS[3]
@@ -61,7 +93,7 @@ local function flush()
     n = 0
   end
 end
--- The hours and days the write touches; their sums are read back from the series at the end.
+-- The hours and days the write touches (any other write reads their sums back from the series).
 local hours, touched, nhours = {}, {}, 0
 local days, ndays = {}, 0
 local hour, day = nil, nil
@@ -86,6 +118,10 @@ for pos = 1, #data, 32 do
     days[ndays] = d
   end
   day = d
+  if append then
+    hour_acc[h] = (hour_acc[h] or 0.0) + g
+    day_acc[d] = (day_acc[d] or 0.0) + g
+  end
 end
 flush()
 
@@ -93,30 +129,56 @@ local now = redis.call('TIME')
 local version = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local previous = tonumber(meta[1])
 if previous and previous >= version then version = previous + 1 end
-redis.call('HSET', KEYS[4], 'v', string.format('%d', version), 'newest', string.format('%d', newest))
+local vtext = string.format('%d', version)
 
 local function value(v)
   if type(v) == 'table' then return v.ok or v.double end -- the module may reply with a status
   return v
 end
--- Two ranges whatever the batch: every touched day's sum (epoch-aligned day buckets), and the hourly
--- sums over the touched hours' span only (buckets are what the reply costs, not the samples).
-local function sums(from, to, bucket)
-  return redis.call('TS.RANGE', KEYS[1], string.format('%d', math.max(from, cutoff)),
-    string.format('%d', to - 1), 'AGGREGATION', 'sum', bucket)
-end
+local function fmt(x) return string.format('%.17g', x) end
 local day_sum, hour_sum = {}, {}
-for _, bucket in ipairs(sums(days[1] * DAY, days[ndays] * DAY + DAY, DAY)) do
-  day_sum[math.floor(tonumber(bucket[1]) / DAY)] = value(bucket[2])
+if append then
+  for d, sum in pairs(day_acc) do day_sum[d] = fmt(sum) end
+  for h, sum in pairs(hour_acc) do hour_sum[h] = fmt(sum) end
+else
+  -- Two ranges whatever the batch: every touched day's sum (epoch-aligned day buckets), and the hourly
+  -- sums over the touched hours' span only (buckets are what the reply costs, not the samples).
+  local function sums(from, to, bucket)
+    return redis.call('TS.RANGE', KEYS[1], string.format('%d', math.max(from, cutoff)),
+      string.format('%d', to - 1), 'AGGREGATION', 'sum', bucket)
+  end
+  for _, bucket in ipairs(sums(days[1] * DAY, days[ndays] * DAY + DAY, DAY)) do
+    day_sum[math.floor(tonumber(bucket[1]) / DAY)] = value(bucket[2])
+  end
+  local first_hour, last_hour = hours[1], hours[1]
+  for i = 2, nhours do
+    if hours[i] < first_hour then first_hour = hours[i] end
+    if hours[i] > last_hour then last_hour = hours[i] end
+  end
+  for _, bucket in ipairs(sums(first_hour * HOUR, last_hour * HOUR + HOUR, HOUR)) do
+    hour_sum[math.floor(tonumber(bucket[1]) / HOUR)] = value(bucket[2])
+  end
 end
-local first_hour, last_hour = hours[1], hours[1]
-for i = 2, nhours do
-  if hours[i] < first_hour then first_hour = hours[i] end
-  if hours[i] > last_hour then last_hour = hours[i] end
+
+-- The meta hash: version, and the cache for it: newest, the sums of the newest reading's day and hour
+-- when this write knows them (computed, or cached and untouched by this write), else removed.
+local newest_day, newest_hour = math.floor(newest / DAY), math.floor(newest / HOUR)
+local fields = {'v', vtext, 'cv', vtext, 'newest', string.format('%d', newest)}
+local function stamp(name, field, n, sum)
+  if sum == nil and cached(field, n, -1) then -- untouched by this write: still true
+    sum = string.match(field, ':(.+)$')
+  end
+  if sum ~= nil then -- text that converts back to the exact double (%.17g here, or the module's)
+    fields[#fields + 1] = name
+    fields[#fields + 1] = n .. ':' .. sum
+  elseif field then
+    redis.call('HDEL', KEYS[4], name) -- unknown now: never read as valid again
+  end
 end
-for _, bucket in ipairs(sums(first_hour * HOUR, last_hour * HOUR + HOUR, HOUR)) do
-  hour_sum[math.floor(tonumber(bucket[1]) / HOUR)] = value(bucket[2])
-end
+stamp('dsum', meta[3], newest_day, day_sum[newest_day])
+stamp('hsum', meta[4], newest_hour, hour_sum[newest_hour])
+redis.call('HSET', KEYS[4], unpack(fields))
+
 local day_sums, hour_sums = {}, {}
 for _, day in ipairs(days) do
   day_sums[#day_sums + 1] = day

@@ -33,6 +33,8 @@ from redisolar.models.site import MetricType
 
 _SERIES = (MetricType.WH_GENERATED, MetricType.WH_USED, MetricType.TEMP_C)
 HOUR = 3_600_000
+WRITE_KEYS_CACHED = 100_000
+"""Sites whose write keys are kept built (about 400 bytes each); the cache starts over beyond."""
 
 
 def _missing(reply: Any) -> bool:
@@ -55,6 +57,7 @@ class RedisTimeSeriesBackend:
         self.client = client
         self.keys = keys
         self.retention_ms = retention_ms
+        self._write_keys: dict[int, tuple[str, ...]] = {}
 
     def _series(self, site_id: int) -> tuple[str, ...]:
         return tuple(self.keys.timeseries_key(site_id, metric) for metric in _SERIES)
@@ -72,7 +75,12 @@ class RedisTimeSeriesBackend:
         return {s: int(r[0]) if r else None for s, r in zip(site_ids, replies, strict=True)}
 
     def write_call(self, site_id: int, records: list[Record], require_site: bool = False) -> ScriptCall:
-        keys = (*self._series(site_id), self.keys.series_meta_key(site_id), self.keys.site_key(site_id))
+        keys = self._write_keys.get(site_id)
+        if keys is None:  # built once per site: key building is a tenth of a write's client time
+            if len(self._write_keys) >= WRITE_KEYS_CACHED:
+                self._write_keys.clear()
+            keys = (*self._series(site_id), self.keys.series_meta_key(site_id), self.keys.site_key(site_id))
+            self._write_keys[site_id] = keys
         args = (
             self.retention_ms,
             site_id,
