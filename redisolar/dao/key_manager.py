@@ -66,7 +66,9 @@ class KeyManager:
 
     def series_meta_key(self, site_id: int) -> str:
         """Hash ``tsmeta:{site:ID}``: ``v`` = version of the site's readings (both backends); backend
-        ``core`` adds ``lo``/``hi`` (first/last partition day) and ``newest`` (ms of the newest reading)."""
+        ``core`` adds ``lo``/``hi`` (first/last partition day) and ``newest`` (ms of the newest reading);
+        backend ``redistimeseries`` adds a cache valid while ``cv`` equals ``v``: ``newest`` and
+        ``dsum``/``hsum`` (``N:SUM``, the generation of the newest reading's day/hour N; ``ts_write.lua``)."""
         return f"{self.key_prefix}tsmeta:{self.site_tag(site_id)}"
 
     def core_partition_key(self, site_id: int, day: int) -> str:
