@@ -5,7 +5,12 @@ labelled ``app``, ``site_id``, ``metric`` and ``type``, with ``DUPLICATE_POLICY 
 reading replaces the stored one), the configured retention and 512-byte chunks (the default 4 KiB
 chunk is mostly empty at meter rates: measured here, 512 halves the memory of hourly and 5-minute
 data). Series are created inside ``ts_write.lua`` with the write that needs them (no TS.INFO round
-trip, no check-then-create race); aggregation is the module's own. Net generation is derived on read
+trip, no check-then-create race). The meta hash ``tsmeta:{site:ID}`` keeps the data version and a
+cache valid for that version: the newest timestamp and the generation sums of the newest reading's
+day and hour (a write reads them with one HMGET instead of a TS.GET, and an append, the common case,
+sums its days and hours in Lua from them instead of reading them back with TS.RANGE; the module sums
+in time order too, so the totals are the same doubles). Aggregation is the module's own. Net
+generation is derived on read
 (generated − used, from the two series; its aggregations are reduced here, in the module's order): a
 fourth series would cost a third more ingest work and memory for values that are always the
 difference of two stored ones.
