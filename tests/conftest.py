@@ -255,15 +255,25 @@ test may send more requests from the test client's one address than a minute's b
 
 
 @pytest.fixture
-def app_factory(app_env: None) -> Callable[..., Flask]:
-    """Return ``make(server, **config)``: a RediSolar app on ``server`` (hermetic config)."""
-    from redisolar.app import create_app
+def app_factory(app_env: None) -> Iterator[Callable[..., Flask]]:
+    """Yield ``make(server, **config)``: a RediSolar app on ``server`` (hermetic config). The apps'
+    Redis connections are closed after the test (an open socket left to the garbage collector is a
+    ResourceWarning, an error under ``filterwarnings = error``)."""
+    from redisolar.app import create_app, get_services
+
+    apps: list[Flask] = []
 
     def make(server: RedisServer, **config: Any) -> Flask:
         defaults = {"TESTING": True, "REDIS_URL": f"{server.url}/0", **NO_RATE_LIMITS}
-        return create_app("test", {**defaults, **config})
+        app = create_app("test", {**defaults, **config})
+        apps.append(app)
+        return app
 
-    return make
+    yield make
+    for app in apps:
+        client = get_services(app).redis
+        client.close()
+        client.connection_pool.disconnect()
 
 
 @pytest.fixture
