@@ -35,7 +35,15 @@ from redisolar.sample_data import (
     load_plan,
     plan_sample_data,
 )
-from redisolar.server import GunicornServer, default_workers, gunicorn_options
+from redisolar.server import (
+    GRANIAN_THREADS,
+    GUNICORN_THREADS,
+    GunicornServer,
+    granian_workers,
+    gunicorn_options,
+    reconciler_interval,
+)
+from redisolar.server import default_workers as gunicorn_workers
 from redisolar.services import Services
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,8 @@ SERVE_GRACEFUL_TIMEOUT = 20
 """Seconds a SIGTERM leaves requests in flight to finish in ``serve`` (SIGINT/Ctrl-C stops at once)."""
 DEMO_GRACEFUL_TIMEOUT = 3
 """The same for ``demo``, on a laptop: Ctrl-C or SIGTERM must stop everything within a few seconds."""
+SERVERS = ("granian", "gunicorn")
+"""The HTTP servers ``serve`` and ``demo`` can run (Granian by default: measured, see server.py)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,7 @@ def main(ctx: click.Context, config_name: str) -> None:
     \b
     redisolar demo    embedded Redis + sample data + API on http://localhost:8081
     redisolar load    load the sample data into the configured Redis
-    redisolar serve   the API (gunicorn) against the configured Redis
+    redisolar serve   the API (Granian, or --server gunicorn) against the configured Redis
     """
     ctx.obj = CliContext(config_name)
 
@@ -106,14 +116,25 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on."),
         click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535)),
         click.option(
-            "--workers",
-            type=click.IntRange(1, 256),
-            default=default_workers,
-            show_default="2 × CPU cores",
-            help="Worker processes.",
+            "--server",
+            type=click.Choice(SERVERS),
+            default="granian",
+            show_default=True,
+            help="The HTTP server: Granian (measured faster here) or gunicorn.",
         ),
         click.option(
-            "--threads", type=click.IntRange(1, 256), default=4, show_default=True, help="Threads per worker."
+            "--workers",
+            type=click.IntRange(1, 256),
+            default=None,
+            show_default="granian: CPU cores; gunicorn: 2 × CPU cores",
+            help="Worker processes, each with its own app and Redis connections.",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(1, 256),
+            default=None,
+            show_default=f"granian: {GRANIAN_THREADS}; gunicorn: {GUNICORN_THREADS}",
+            help="Threads per worker that run the app (Granian's blocking threads; gunicorn's gthreads).",
         ),
         click.option(
             "--log-level",
@@ -132,51 +153,112 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @server_options
 @pass_cli
 def serve(
-    cli: CliContext, host: str, port: int, workers: int, threads: int, log_level: str, access_log: bool
+    cli: CliContext,
+    server: str,
+    host: str,
+    port: int,
+    workers: int | None,
+    threads: int | None,
+    log_level: str,
+    access_log: bool,
 ) -> None:
-    """Serve the API with gunicorn (the reconciler runs in one worker).
+    """Serve the API with Granian (or gunicorn); the reconciler runs in one process.
 
-    SIGTERM stops gracefully (requests in flight finish), SIGINT at once.
+    SIGTERM stops gracefully (requests in flight finish, within 20 s), SIGINT at once.
     """
     _configure_logging(log_level)
     _check_port_free(host, port)
-    _preflight(cli)
-    _run_gunicorn(cli, host, port, workers, threads, log_level, access_log, on_ready=None)
+    plan = ServePlan(server, host, port, workers, threads, log_level, access_log, SERVE_GRACEFUL_TIMEOUT)
+    _run_server(cli, plan, _preflight(cli), on_ready=None)
 
 
-def _run_gunicorn(
-    cli: CliContext,
-    host: str,
-    port: int,
-    workers: int,
-    threads: int,
-    log_level: str,
-    access_log: bool,
-    on_ready: Callable[[], None] | None,
-    graceful_timeout: int = SERVE_GRACEFUL_TIMEOUT,
-) -> NoReturn:
+@dataclass(frozen=True)
+class ServePlan:
+    """How ``serve`` or ``demo`` runs the HTTP server (``None``: the server's default)."""
+
+    server: str
+    host: str
+    port: int
+    workers: int | None
+    threads: int | None
+    log_level: str
+    access_log: bool
+    graceful_timeout: int
+
+
+def _run_server(cli: CliContext, plan: ServePlan, app: Any, on_ready: Callable[[], None] | None) -> NoReturn:
+    """Run the chosen server until it is stopped; ``app`` is the start-up checks' app (the Granian
+    main process runs the reconciler with it; gunicorn's workers build their own)."""
+    if plan.server == "gunicorn":
+        _services_of(app).redis.close()
+        _run_gunicorn(cli, plan, on_ready)
+    _run_granian(cli, plan, app, on_ready)
+    raise SystemExit(0)
+
+
+def _run_granian(cli: CliContext, plan: ServePlan, app: Any, on_ready: Callable[[], None] | None) -> None:
+    from redisolar.granian_server import WorkerApp, run_granian  # (imports Granian)
+
+    run_granian(
+        WorkerApp(cli.config_name, plan.graceful_timeout),
+        plan.host,
+        plan.port,
+        workers=plan.workers or granian_workers(),
+        threads=plan.threads or GRANIAN_THREADS,
+        log_level=plan.log_level,
+        log_format=LOG_FORMAT,
+        access_log=plan.access_log,
+        reconciler=_reconciler(app),
+        on_ready=on_ready,
+    )
+
+
+def _reconciler(app: Any) -> tuple[Callable[[], None], Callable[[], None]] | None:
+    """(start, stop) of the leaderboard reconciler on ``app`` (None when its interval is 0)."""
+    interval = reconciler_interval(app.config)
+    if interval <= 0:
+        log.info("leaderboard reconciler off (interval 0)")
+        return None
+    updater = _services_of(app).updater
+
+    def start() -> None:
+        updater.start(interval)
+        log.info("leaderboard reconciler started in the main process %d, every %g s", os.getpid(), interval)
+
+    return start, updater.stop
+
+
+def _run_gunicorn(cli: CliContext, plan: ServePlan, on_ready: Callable[[], None] | None) -> NoReturn:
     options = gunicorn_options(
-        host,
-        port,
-        workers=workers,
-        threads=threads,
-        log_level=log_level,
-        access_log=access_log,
-        graceful_timeout=graceful_timeout,
+        plan.host,
+        plan.port,
+        workers=plan.workers or gunicorn_workers(),
+        threads=plan.threads or GUNICORN_THREADS,
+        log_level=plan.log_level,
+        access_log=plan.access_log,
+        graceful_timeout=plan.graceful_timeout,
     )
     GunicornServer(cli.create_app, options, on_ready=on_ready).run()
     raise SystemExit(0)  # (gunicorn's master exits by itself; this is not reached)
 
 
-def _preflight(cli: CliContext) -> None:
-    """Build the app once in the master: a bad configuration, an unreachable Redis, refused
+def _services_of(app: Any) -> Services:
+    from redisolar.app import get_services
+
+    return get_services(app)
+
+
+def _preflight(cli: CliContext) -> Any:
+    """Build the app once in the main process: a bad configuration, an unreachable Redis, refused
     credentials or a search backend that cannot work fail here, with a clear message, rather than in
-    every worker. The workers build their own."""
-    services = cli.services()
+    every worker. The workers build their own. Returns the app (the reconciler's, under Granian)."""
+    app = cli.create_app()
+    services = _services_of(app)
     with _preflight_errors():
+        check_connection(services.redis, services.settings.redis)
         check_services(services)
     log.info("Redis at %s answers", services.settings.redis.describe())
-    services.redis.close()
+    return app
 
 
 @contextmanager
@@ -389,10 +471,11 @@ def _echo_urls(base: str, plan: SamplePlan | None) -> None:
 @pass_cli
 def demo(
     cli: CliContext,
+    server: str,
     host: str,
     port: int,
-    workers: int,
-    threads: int,
+    workers: int | None,
+    threads: int | None,
     log_level: str,
     access_log: bool,
     data_dir: Path,
@@ -401,8 +484,8 @@ def demo(
     if it is empty, and the API. Ctrl-C stops it all."""
     _configure_logging(log_level)
     _check_port_free(host, port)
-    with _embedded_redis(data_dir) as server:
-        os.environ["REDISOLAR_REDIS_URL"] = server.url  # for this process and the workers
+    with _embedded_redis(data_dir) as redis:
+        os.environ["REDISOLAR_REDIS_URL"] = redis.url  # for this process and the workers
         services = cli.services()
         count = services.sites.count()
         if count:
@@ -412,17 +495,10 @@ def demo(
             _load_with_progress(services, plan, 2000)
         services.redis.close()
         base = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0', '::', '::1') else host}:{port}"
-        _run_gunicorn(
-            cli,
-            host,
-            port,
-            workers,
-            threads,
-            log_level,
-            access_log,
-            on_ready=lambda: _banner(base),
-            graceful_timeout=DEMO_GRACEFUL_TIMEOUT,
+        serving = ServePlan(
+            server, host, port, workers, threads, log_level, access_log, DEMO_GRACEFUL_TIMEOUT
         )
+        _run_server(cli, serving, cli.create_app(), on_ready=lambda: _banner(base))
 
 
 @contextmanager
@@ -443,14 +519,14 @@ def _embedded_redis(data_dir: Path) -> Iterator[RedisServer]:
             f"e.g. Redis Stack's modules, cannot be read by a plain one: remove {data_dir} to start afresh)"
         ) from None
     owner = os.getpid()
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # until gunicorn installs its own
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # until the server installs its own
     click.echo(
         f"Redis ({spec.name}, pid {server.pid}) on {server.url}, data in {server.data_dir}",
     )
     try:
         yield server
     finally:
-        if os.getpid() == owner:  # not in a gunicorn worker, which leaves through this frame too
+        if os.getpid() == owner:  # not in a (gunicorn) worker, which leaves through this frame too
             signal.signal(signal.SIGTERM, previous)
             server.stop()
             click.echo(f"Redis stopped; data kept in {server.data_dir}.")

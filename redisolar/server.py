@@ -1,22 +1,52 @@
-"""The production HTTP server: gunicorn on the app factory, with the leaderboard reconciler in one worker.
+"""The HTTP servers of ``redisolar serve``: Granian by default (measured), gunicorn on request.
 
-``redisolar serve`` runs :class:`GunicornServer` in its own process (it becomes gunicorn's master).
-The hooks below are gunicorn server hooks, so gunicorn's own command line can use this module as its
-configuration too::
+The decision (issue 11): Granian's WSGI interface (:mod:`redisolar.granian_server`) serves
+``redisolar serve`` and ``redisolar demo``; gunicorn stays one option away (``--server gunicorn``),
+built from this module. Measured on the 2-core development machine, shared with other people's test
+runs (load average 1-9 during the decisive run, 5-15 during the exploratory ones), with the real app
+(AUTH_MODE=off, no rate limits, five sites, Redis Stack), ``wrk -t2 -c16``, 6 s per run, three rounds
+in alternation; requests/s, median (min-max), and the median p99:
+
+=========================================  ===================  ===================  ===================
+server (decisive run, load 1-9)             GET latest           GET /health          POST one reading
+=========================================  ===================  ===================  ===================
+gunicorn 4 workers × 4 threads (old dflt)   2531 (2488-2612) 17  2436 (2391-2524) 23  1436 (1339-1473) 28
+Granian 2 workers × 4 threads (new dflt)    3598 (3593-3633) 11  3452 (3393-3496) 11  2043 (1999-2137) 17
+Granian 2 workers × 8 threads               4127 (4125-4225) 17  3142 (3115-4042) 15  2128 (2037-2217) 20
+=========================================  ===================  ===================  ===================
+
+Exploratory runs (load 5-15, wide spreads; medians): gunicorn 2×4 1921 / 1443 / 763 and 4×1 (sync)
+1051 / 1044 / 699 against 4×4's 1975 / 2242 / 875; Granian 1 worker (Granian's default of 512
+threads) 1848 / 1618 / 903; 2 workers with 1, 2, 4, 8 and Granian's default 256 blocking threads:
+2217 / 1993 / 795, 2080 / 1991 / 901, 2916 / 2692 / 1134, 3244 / 3109 / 1262, 2945 / 2598 / 1261;
+4 workers × 4: 2998 / 2970 / 952; ``--backpressure 16`` (2 × 4): 2568 / 2121 / 1130.
+
+Defaults chosen from it: Granian, one worker per core (``--workers``; more workers than cores did not
+help) and 4 blocking threads per worker (``--threads``): 8 threads served 4-15 % more on two of the
+three routes but with a p99 about half again as high, and Granian warns above 2 × cores + 1 threads.
+The Granian rows ran ``redisolar serve`` (or, exploring, ``granian --interface wsgi --factory --workers N
+--blocking-threads T redisolar.app:create_app``); each POST carried a new timestamp per site, one
+reading per request. Under Granian the leaderboard reconciler is a thread of the main process (why:
+:mod:`redisolar.granian_server`).
+
+gunicorn: ``redisolar serve --server gunicorn`` runs :class:`GunicornServer` in its own process (it
+becomes gunicorn's master), with ``--workers`` 2 × cores and ``--threads`` 4 by default. The hooks below
+are gunicorn server hooks, so gunicorn's own command line can use this module as its configuration too::
 
     gunicorn -c python:redisolar.server --workers 4 'redisolar.app:create_app()'
 
-Which process runs the reconciler: the master designates one worker, in ``pre_fork``, the first
-worker it forks, and later the replacement of that worker if it dies (or, after a ``HUP`` reload, the
-first new worker). That worker starts :meth:`LeaderboardUpdater.start` once its app is loaded (interval
-from the app's config; 0 turns it off) and stops it when it exits. The reconcile itself also takes a
-Redis lock, so several servers (or the short overlap of a reload) never reconcile at the same time.
+Which process runs the reconciler under gunicorn: the master designates one worker, in ``pre_fork``, the
+first worker it forks, and later the replacement of that worker if it dies (or, after a ``HUP`` reload,
+the first new worker). That worker starts :meth:`LeaderboardUpdater.start` once its app is loaded
+(interval from the app's config; 0 turns it off) and stops it when it exits. The reconcile itself also
+takes a Redis lock, so several servers (or the short overlap of a reload) never reconcile at the same
+time.
 
-Stopping: SIGINT (Ctrl-C) or SIGQUIT stop the workers at once (:func:`worker_int`), SIGTERM after the
-requests in flight, up to ``graceful_timeout`` (:func:`worker_exit`). Either way a worker leaves with
-``os._exit``: a Python exit first joins every request thread, and one blocked (on a Redis that is
-paused, saving or gone; on a kept-alive connection) held the worker until the master's SIGKILL
-("Worker was sent SIGKILL! Perhaps out of memory?", 20 s after Ctrl-C). Ctrl-C signals the whole
+Stopping under gunicorn: SIGINT (Ctrl-C) or SIGQUIT stop the workers at once (:func:`worker_int`),
+SIGTERM after the requests in flight, up to ``graceful_timeout`` (:func:`worker_exit`). Either way a
+worker leaves with ``os._exit``: a Python exit first joins every request thread, and one blocked (on a
+Redis that is paused, saving or gone; on a kept-alive connection) held the worker until the master's
+SIGKILL ("Worker was sent SIGKILL! Perhaps out of memory?", 20 s after Ctrl-C). Ctrl-C signals the whole
 process group, so each worker gets SIGINT and then the master's SIGQUIT: the second signal used to
 interrupt gunicorn's exit path before its hooks ran; :func:`worker_int` ignores it.
 """
@@ -53,8 +83,19 @@ INTERVAL_KEYS = ("LEADERBOARD_UPDATE_INTERVAL",)
 DEFAULT_INTERVAL = 300.0
 
 
+GRANIAN_THREADS = 4
+"""Granian's blocking threads per worker by default (the Python threads that run the app; measured)."""
+GUNICORN_THREADS = 4
+"""gunicorn's threads per worker by default."""
+
+
+def granian_workers() -> int:
+    """Granian's workers by default: one per CPU core (measured)."""
+    return os.cpu_count() or 1
+
+
 def default_workers() -> int:
-    """Two workers per CPU core."""
+    """gunicorn's workers by default: two per CPU core."""
     return 2 * (os.cpu_count() or 1)
 
 
@@ -230,9 +271,12 @@ def gunicorn_options(
 
 
 __all__ = [
+    "GRANIAN_THREADS",
+    "GUNICORN_THREADS",
     "GunicornServer",
     "bind_address",
     "default_workers",
+    "granian_workers",
     "gunicorn_options",
     "on_reload",
     "post_worker_init",

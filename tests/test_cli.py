@@ -196,6 +196,21 @@ def test_demo_refuses_a_taken_port_before_starting_redis(taken_port: int, tmp_pa
     assert not data_dir.exists()
 
 
+def test_serve_offers_granian_by_default_and_gunicorn() -> None:
+    result = run(["serve", "--help"], {})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "[granian|gunicorn]" in text and "default: granian" in text
+    assert "granian: CPU cores; gunicorn: 2 × CPU cores" in text
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_serve_and_demo_refuse_an_unknown_server(command: str) -> None:
+    result = run([command, "--server", "waitress"], {})
+    assert result.exit_code == 2
+    assert "Invalid value for '--server'" in result.output
+
+
 # -- the entry points ---------------------------------------------------------------------------------------
 def redisolar_command() -> list[str]:
     """The installed ``redisolar`` script next to this Python, else ``python -m redisolar``."""

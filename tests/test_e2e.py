@@ -1,7 +1,8 @@
 """End to end: the real ``redisolar`` command in subprocesses, a real HTTP server, the seed's client flow.
 
-``redisolar load --yes`` fills a private Redis; ``redisolar serve`` serves it with gunicorn; the seed's
-Step 11 flow (``bench/api_calls.py``) runs against it; SIGTERM stops it cleanly. ``redisolar demo``
+``redisolar load --yes`` fills a private Redis; ``redisolar serve`` serves it with Granian (and with
+``--server gunicorn``); the seed's Step 11 flow (``bench/api_calls.py``) runs against it; SIGTERM stops
+it cleanly. ``redisolar demo``
 does all of it with its own embedded Redis.
 """
 
@@ -30,7 +31,10 @@ if TYPE_CHECKING:
     from conftest import BackendServer
 
 ROOT = Path(__file__).resolve().parent.parent
-RECONCILER_STARTED = re.compile(r"leaderboard reconciler started in worker (\d+)")
+RECONCILER_STARTED = re.compile(r"leaderboard reconciler started in (?:worker|the main process) (\d+)")
+WORKERS = 3
+"""Worker processes of the ``served`` server."""
+SHUTDOWN_DONE = {"granian": "Granian shutdown completed", "gunicorn": "Shutting down: Master"}
 START_TIMEOUT = 60.0
 
 
@@ -112,6 +116,7 @@ class Server:
     """A ``redisolar`` subprocess whose output goes to files (a full pipe would block it)."""
 
     def __init__(self, args: list[str], env: dict[str, str], logs: Path) -> None:
+        self.kind = "granian"
         logs.mkdir(parents=True, exist_ok=True)
         self.stdout_path, self.stderr_path = logs / "stdout.txt", logs / "stderr.txt"
         self._files: list[IO[bytes]] = [self.stdout_path.open("wb"), self.stderr_path.open("wb")]
@@ -155,9 +160,11 @@ def e2e_env(backend_server: BackendServer, client: redis.Redis) -> dict[str, str
     return env
 
 
-@pytest.fixture
-def served(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[Server, str]]:
-    """The sample data loaded by ``redisolar load --yes``, served by ``redisolar serve``."""
+@pytest.fixture(params=["granian", "gunicorn"])
+def served(
+    request: pytest.FixtureRequest, e2e_env: dict[str, str], tmp_path: Path
+) -> Iterator[tuple[Server, str]]:
+    """The sample data loaded by ``redisolar load --yes``, served by ``redisolar serve`` with each server."""
     done = subprocess.run(
         [*redisolar_command(), "load", "--yes"],
         env=e2e_env,
@@ -170,13 +177,31 @@ def served(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[Server, st
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Loaded 5 sites and 840 readings" in done.stdout
     port = free_port()
-    server = Server(["serve", "--port", str(port), "--workers", "3", "--threads", "2"], e2e_env, tmp_path)
+    args = [
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(WORKERS),
+        "--threads",
+        "2",
+        "--server",
+        request.param,
+    ]
+    server = Server(args, e2e_env, tmp_path)
+    server.kind = request.param
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(answers(f"{base}/health"), START_TIMEOUT, "/health", server.process)
         yield server, base
     finally:
         server.close()
+
+
+def all_workers(server: Server) -> list[int] | None:
+    """The server's worker pids once all :data:`WORKERS` are running, else None."""
+    found = [pid for pid in children_of(server.process.pid) if alive(pid)]
+    return found if len(found) == WORKERS else None
 
 
 def reconciler_hosts(server: Server) -> list[str]:
@@ -199,27 +224,40 @@ def test_load_serve_and_the_seeds_client_flow(
     workers = wait_for(lambda: children_of(server.process.pid), 10, "the workers", server.process)
     hosts = wait_for(lambda: reconciler_hosts(server), 10, "the reconciler", server.process)
     assert len(hosts) == 1, "the reconciler runs in one process only"
-    assert int(hosts[0]) in workers
+    if server.kind == "granian":
+        assert int(hosts[0]) == server.process.pid, "the reconciler runs in the main process"
+    else:
+        assert int(hosts[0]) in workers
 
     assert server.stop(signal.SIGTERM) == 0
     assert not any(alive(pid) for pid in workers), "no worker outlives the server"
-    assert "Shutting down: Master" in server.output()
+    assert SHUTDOWN_DONE[server.kind] in server.output()
     assert "Traceback" not in server.output()
 
 
-def test_the_reconciler_moves_to_the_worker_that_replaces_its_host(served: tuple[Server, str]) -> None:
+def test_a_killed_worker_is_replaced_and_the_reconciler_keeps_one_host(served: tuple[Server, str]) -> None:
+    """gunicorn: the reconciler moves to the worker that replaces its host. Granian: the reconciler
+    stays in the main process, and a worker killed is replaced (the server goes on serving)."""
     server, base = served
     first = wait_for(lambda: reconciler_hosts(server), 10, "the reconciler", server.process)
-    os.kill(int(first[0]), signal.SIGKILL)
+    workers = wait_for(lambda: all_workers(server), 10, "the workers", server.process)
+    victim = int(first[0]) if server.kind == "gunicorn" else workers[0]
+    os.kill(victim, signal.SIGKILL)
 
-    def replaced() -> list[str] | None:
-        found = reconciler_hosts(server)
-        return found if len(found) > 1 else None
+    def replaced() -> list[int] | None:
+        now = all_workers(server)
+        return now if now and victim not in now else None
 
-    hosts = wait_for(replaced, 20, "a new reconciler", server.process)
-    assert len(hosts) == 2 and hosts[1] != hosts[0]
-    assert int(hosts[1]) in children_of(server.process.pid)
-    assert requests.get(f"{base}/health", timeout=5).status_code == 200
+    after = wait_for(replaced, 20, "a new worker", server.process)
+    hosts = reconciler_hosts(server)
+    if server.kind == "gunicorn":
+        hosts = wait_for(
+            lambda: (h := reconciler_hosts(server))[1:] and h, 20, "a new reconciler", server.process
+        )
+        assert len(hosts) == 2 and hosts[1] != hosts[0] and int(hosts[1]) in after
+    else:
+        assert hosts == first, "the reconciler stays in the main process"
+    assert wait_for(answers(f"{base}/health"), 10, "/health", server.process)
     assert server.stop(signal.SIGTERM) == 0
 
 
@@ -275,7 +313,8 @@ print("ok")
 
 
 def test_a_forked_worker_leaves_its_parents_redis_alone() -> None:
-    """gunicorn workers are forks of ``redisolar demo``: their exit must not stop its embedded Redis."""
+    """Workers (Granian's and gunicorn's) are forks of ``redisolar demo``: their exit must not stop its
+    embedded Redis."""
     if find_best_server() is None:
         pytest.skip("no redis-server")
     done = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=60)
