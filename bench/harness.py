@@ -181,15 +181,22 @@ run the project without limits unless they say otherwise (bench/http_auth.py mea
 
 
 def project_server(
-    redis_url: str, port: int, workers: int, threads: int, extra_env: dict[str, str] | None = None
+    redis_url: str,
+    port: int,
+    workers: int | None,
+    threads: int | None,
+    extra_env: dict[str, str] | None = None,
 ) -> Served:
-    """The project as production serves it: ``redisolar serve`` (gunicorn), built-in defaults + env only
+    """The project as production serves it: ``redisolar serve`` (its default server, Granian; its
+    default workers and threads where ``workers``/``threads`` are None), built-in defaults + env only
     (an empty instance folder, so a developer's ``instance/dev.cfg`` does not change the figures)."""
     instance = tempfile.mkdtemp(prefix="redisolar-bench-instance-")
     script = Path(sys.executable).with_name("redisolar")
     cli = [str(script)] if script.exists() else [sys.executable, "-m", "redisolar"]
     command = [*cli, "serve", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--workers", str(workers), "--threads", str(threads), "--log-level", "warning"]
+    command += ["--workers", str(workers)] if workers else []
+    command += ["--threads", str(threads)] if threads else []
+    command += ["--log-level", "warning"]
     env = {
         "REDISOLAR_REDIS_URL": redis_url,
         "REDISOLAR_INSTANCE_PATH": instance,

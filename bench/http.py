@@ -5,9 +5,11 @@
 
 (Run it as a module: a script named ``http.py`` would shadow the standard library's ``http``.)
 
-On one private Redis Stack server: the project served by ``redisolar serve --workers N --threads T``
-(database 0) and, with ``--baseline`` (e.g. ../shared/reference/seed-design), that directory's
-``redisolar.app:create_app()`` under gunicorn with the same workers and threads (database 1). Both get
+On one private Redis Stack server: the project served by ``redisolar serve``
+(its own defaults, or ``--workers N --threads T``; database 0) and, with ``--baseline`` (e.g.
+../shared/reference/seed-design), that directory's
+``redisolar.app:create_app()`` under gunicorn with ``--baseline-workers`` × ``--baseline-threads``
+(2 × cores × 4, the issue's setting; database 1). Both get
 the same sites (``POST /api/sites/``) and the same load: ``POST /api/analytics/readings/<id>/batch``
 with JSON arrays of 1,000 readings (``--batch-size``) of 500 sites (``--sites``), a reading every
 30 s per site (``--interval-seconds``), each timestamp sent once (the seed's series refuse
@@ -181,8 +183,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--baseline", type=Path, help="a directory holding another redisolar package")
-    parser.add_argument("--workers", type=int, default=default_workers(), help="gunicorn workers (both)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker (both)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="project workers (default: redisolar serve's)"
+    )
+    parser.add_argument(
+        "--baseline-workers", type=int, default=default_workers(), help="baseline gunicorn workers"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="project threads (default: serve's)")
+    parser.add_argument("--baseline-threads", type=int, default=4, help="baseline threads per worker")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each timed run")
     parser.add_argument("--rounds", type=int, default=5, help="timed runs per server (median)")
     parser.add_argument(
@@ -229,7 +237,12 @@ def main() -> None:
         ]
         if args.baseline:
             base = baseline_server(
-                args.baseline.resolve(), redis.port, 1, free_port(), args.workers, args.threads
+                args.baseline.resolve(),
+                redis.port,
+                1,
+                free_port(),
+                args.baseline_workers,
+                args.baseline_threads,
             )
             targets.append(Target(f"baseline ({args.baseline.name})", base, start_ms, end_ms))
         for target in targets:

@@ -169,13 +169,13 @@ def spread(runs: list[dict[str, Any]], key: str) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    from redisolar.server import default_workers
-
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--workers", type=int, default=default_workers())
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="project workers (default: redisolar serve's)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="project threads (default: serve's)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
@@ -184,8 +184,10 @@ def main() -> None:
     if stack is None:
         sys.exit("bench-http needs Redis Stack (pip install -e '.[dev]'; make redis-stack)")
     print(
-        f"The cost of keys and rate limits: {', '.join(LOADS)}; {args.connections} connections; gunicorn "
-        f"{args.workers} workers x {args.threads} threads; {args.rounds} runs of {args.seconds:g} s per "
+        f"The cost of keys and rate limits: {', '.join(LOADS)}; {args.connections} connections; "
+        "redisolar serve "
+        f"{args.workers or 'default'} workers x {args.threads or 'default'} threads; "
+        f"{args.rounds} runs of {args.seconds:g} s per "
         f"server and load, in alternation; {os.cpu_count()} CPU cores",
         flush=True,
     )

@@ -7,9 +7,11 @@
 
 - the project (database 0), loaded by its own CLI, ``redisolar load --sites 5 --days 7 --seed 1 --yes``
   (the seed's five sites, 7 days of hourly readings up to the current hour), then served by
-  ``redisolar serve --workers N --threads T`` (rate limits off: the load comes from one address);
+  ``redisolar serve`` (its own defaults, or ``--workers N --threads T``; rate limits off: the load
+  comes from one address);
 - with ``--baseline`` (e.g. ../shared/reference/seed-design): that directory's
-  ``redisolar.app:create_app()`` under gunicorn with the same workers and threads (database 1), given
+  ``redisolar.app:create_app()`` under gunicorn with ``--baseline-workers`` × ``--baseline-threads``
+  (2 × cores × 4, the issue's setting; database 1), given
   the same five sites and the same readings through its own API (``POST /api/sites/``, one
   ``POST .../readings/<id>/batch`` per site), then its leaderboards built by its own
   ``POST /api/analytics/leaderboards/update``.
@@ -344,8 +346,14 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--baseline", type=Path, help="a directory holding another redisolar package")
-    parser.add_argument("--workers", type=int, default=default_workers(), help="server workers (both)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker (both)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="project workers (default: redisolar serve's)"
+    )
+    parser.add_argument(
+        "--baseline-workers", type=int, default=default_workers(), help="baseline gunicorn workers"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="project threads (default: serve's)")
+    parser.add_argument("--baseline-threads", type=int, default=4, help="baseline threads per worker")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each timed run")
     parser.add_argument("--rounds", type=int, default=5, help="timed runs per route and server (median)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent client connections")
@@ -379,7 +387,8 @@ def main() -> None:
     cores = os.cpu_count() or 1
     print(
         f"Per route: {', '.join(r.name for r in routes)}; {args.connections} connections; "
-        f"{args.workers} workers x {args.threads} threads; {args.rounds} runs of {args.seconds:g} s per "
+        f"{args.workers or 'default'} workers x {args.threads or 'default'} threads; "
+        f"{args.rounds} runs of {args.seconds:g} s per "
         f"route and server, in alternation; {cores} CPU cores",
         flush=True,
     )
@@ -394,7 +403,12 @@ def main() -> None:
         ]
         if args.baseline:
             base = baseline_server(
-                args.baseline.resolve(), redis.port, 1, free_port(), args.workers, args.threads
+                args.baseline.resolve(),
+                redis.port,
+                1,
+                free_port(),
+                args.baseline_workers,
+                args.baseline_threads,
             )
             targets.append(Target(f"baseline ({args.baseline.name})", base))
         for target in targets:
