@@ -511,3 +511,32 @@ def test_under_required_health_tells_callers_without_a_read_key_only_the_status(
     assert http.get("/", headers=world.headers("admin")).get_json()["redis_info"]
     open_health = make_app(AUTH_MODE="writes").test_client().get("/health").get_json()
     assert "redis" in open_health and "background_services" in open_health
+
+
+def test_the_check_and_its_site_read_survive_a_script_flush(make_app: Callable[..., Flask]) -> None:
+    app = make_app(AUTH_MODE="required", RATE_LIMIT_READS="100/minute")
+    world = build_world(get_services(app))
+    http = app.test_client()
+    get_services(app).redis.script_flush()
+    response = http.get("/api/analytics/readings/1/latest", headers=world.headers("read"))
+    assert response.status_code == 200 and response.headers["RateLimit"].startswith('"reads";r=99;')
+    missing = http.get("/api/analytics/readings/999/latest", headers=world.headers("read"))
+    assert missing.status_code == 404
+
+
+def test_keys_checked_across_a_redis_outage(
+    make_app: Callable[..., Flask], backend_server: BackendServer
+) -> None:
+    app = make_app(AUTH_MODE="required", RATE_LIMIT_READS="100/minute")
+    world = build_world(get_services(app))
+    http = app.test_client()
+    path = "/api/analytics/readings/1/latest"
+    assert http.get(path, headers=world.headers("read")).status_code == 200
+    backend_server.server.stop()
+    try:
+        response = http.get(path, headers=world.headers("read"))
+        assert response.status_code == 503 and response.headers["Retry-After"]
+    finally:
+        backend_server.server.start()
+    world = build_world(get_services(app))  # the server kept nothing: fill it again
+    assert http.get(path, headers=world.headers("read")).status_code == 200

@@ -108,8 +108,9 @@ def presented_secret() -> str | None:
 
 def _with_key(secret: str, need: Need, budget: str, policy: RatePolicy | None, mode: str) -> Response | None:
     site_id = (request.view_args or {}).get("site_id") if need is Need.WRITE_SITE else None
-    check = _dao().check_key(secret, budget, policy, site_id, prefetch_site=_site_to_prefetch())
-    _remember_site(check.site_exists)
+    prefetch = _site_to_prefetch()
+    check = _dao().check_key(secret, budget, policy, site_id, prefetch_site=prefetch)
+    _remember_site(prefetch, check.site_exists)
     if check.verdict != "ok":
         return _unauthorized(KEY_EXPIRED if check.verdict == "expired" else KEY_INVALID, invalid=True)
     g.rate = check.rate
@@ -122,11 +123,12 @@ def _with_key(secret: str, need: Need, budget: str, policy: RatePolicy | None, m
 
 
 def _without_key(need: Need, budget: str, policy: RatePolicy | None, mode: str) -> Response | None:
+    prefetch = _site_to_prefetch()
     address = _dao().check_address(
-        client_address(), budget, policy, want_exists=mode == "auto", prefetch_site=_site_to_prefetch()
+        client_address(), budget, policy, want_exists=mode == "auto", prefetch_site=prefetch
     )
     rate, keys_exist = address.rate, address.keys_exist
-    _remember_site(address.site_exists)
+    _remember_site(prefetch, address.site_exists)
     g.rate = rate
     if mode == "auto" and not keys_exist:
         if not is_local_request():
@@ -149,9 +151,9 @@ def _site_to_prefetch() -> int | None:
     return site_id if isinstance(site_id, int) else None
 
 
-def _remember_site(exists: bool | None) -> None:
+def _remember_site(site_id: int | None, exists: bool | None) -> None:
     if exists is not None:
-        g.site_exists = (_site_to_prefetch(), exists)
+        g.site_exists = (site_id, exists)
 
 
 def known_site_existence(site_id: int) -> bool | None:

@@ -160,13 +160,13 @@ class ApiKeyDao:
                 load_script(self.client, self._script)
                 return None, self.client.evalsha(self._sha(), len(keys), *keys, *args), None
         for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
+            commands: list[tuple[Any, ...]] = []
             if registry:
-                pipe.exists(self.keys.api_keys_key())
-            pipe.evalsha(self._sha(), len(keys), *keys, *args)
+                commands.append(("EXISTS", self.keys.api_keys_key()))
+            commands.append(("EVALSHA", self._sha(), len(keys), *keys, *args))
             if site is not None:
-                pipe.exists(self.keys.site_key(site))
-            replies = list(pipe.execute(raise_on_error=False))
+                commands.append(("EXISTS", self.keys.site_key(site)))
+            replies = self._send(commands)
             reply = replies[1 if registry else 0]
             if not isinstance(reply, NoScriptError) or attempt == 2:
                 break
@@ -176,6 +176,43 @@ class ApiKeyDao:
                 raise item
         keys_exist = bool(replies[0]) if registry else None
         return keys_exist, reply, bool(replies[-1]) if site is not None else None
+
+
+    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """``commands`` in one round trip, their replies (an error reply as its exception).
+
+        On every request, so leaner than a redis-py pipeline (no command stack, callbacks or
+        per-command bookkeeping: the replies here need no conversion): one pooled connection, the
+        commands packed and sent at once, the replies read in order. A network error falls back to a
+        pipeline once, which retries as the client is configured to."""
+        pool = self.client.connection_pool
+        try:
+            connection = pool.get_connection()
+        except (redis.ConnectionError, redis.TimeoutError):
+            return self._pipelined(commands)
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))
+            return [_reply(connection) for _ in commands]
+        except (redis.ConnectionError, redis.TimeoutError):
+            connection.disconnect()
+        finally:
+            pool.release(connection)
+        return self._pipelined(commands)
+
+    def _pipelined(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """``commands`` through a redis-py pipeline (with the client's retries)."""
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(pipe.execute(raise_on_error=False))
+
+
+def _reply(connection: Any) -> Any:
+    """The next reply on ``connection``; an error reply returned as its exception, not raised."""
+    try:
+        return connection.read_response()
+    except redis.ResponseError as exc:
+        return exc
 
 
 @dataclass(frozen=True)
