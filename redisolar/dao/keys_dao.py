@@ -152,13 +152,8 @@ class ApiKeyDao:
         self, keys: tuple[str, ...], args: tuple[Any, ...], *, registry: bool, site: int | None
     ) -> tuple[bool | None, Any, bool | None]:
         """The check script, with EXISTS of the key registry before it and of ``site``'s hash after
-        it when asked: one round trip. Returns (registry exists, script reply, site exists)."""
-        if not registry and site is None:  # one command, without a pipeline's overhead
-            try:
-                return None, self.client.evalsha(self._sha(), len(keys), *keys, *args), None
-            except NoScriptError:
-                load_script(self.client, self._script)
-                return None, self.client.evalsha(self._sha(), len(keys), *keys, *args), None
+        it when asked: one round trip (two the first time a server meets the script). Returns
+        (registry exists, script reply, site exists)."""
         for attempt in (1, 2):
             commands: list[tuple[Any, ...]] = []
             if registry:
