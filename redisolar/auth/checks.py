@@ -145,8 +145,8 @@ def _without_key(need: Need, budget: str, policy: RatePolicy | None, mode: str) 
 def _site_to_prefetch() -> int | None:
     """The site whose existence the analytics views check first (``_require_site``): read in the
     check's round trip rather than in one of its own."""
-    if request.blueprint != "analytics":
-        return None
+    if request.blueprint != "analytics" or request.method not in SAFE_METHODS:
+        return None  # the readings POSTs: the write script itself refuses a missing site
     site_id = (request.view_args or {}).get("site_id")
     return site_id if isinstance(site_id, int) else None
 
