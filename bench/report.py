@@ -89,7 +89,7 @@ def routes_section(data: dict[str, Any]) -> str:
     mine, base = labels["project"], labels.get("baseline")
     intro = (
         f"## Per route, the project beside the seed's design (`bench/routes.py`)\n\n"
-        f"Both under their production servers ({cfg['workers']} workers × {cfg['threads']} threads; "
+        f"Both under their production servers ({_servers(cfg)}; "
         "the project through `redisolar serve`, the seed under gunicorn) on one private Redis Stack, "
         "the five sample sites in each (`redisolar load --sites 5 --days 7 --seed 1 --yes`; the same "
         f"plan through the seed's API); {cfg['connections']} connections from the load generator in its "
@@ -142,7 +142,7 @@ def batch_section(data: dict[str, Any]) -> str:
         "## HTTP batch ingest (`bench/http.py`)\n\n"
         f"`POST /api/analytics/readings/<id>/batch` with {cfg['batch_size']:,} readings per request for "
         f"{cfg['sites']} sites, each timestamp sent once; "
-        f"{cfg['workers']} workers × {cfg['threads']} threads; "
+        f"{_servers(cfg)}; "
         f"{cfg['connections']} connections; {cfg['rounds']} runs of {cfg['seconds']:g} s per server, "
         "alternating. Median (min–max).\n\n"
         + provenance(data, "make bench-batch", cfg["rounds"], cfg["seconds"])
@@ -177,7 +177,7 @@ def auth_section(data: dict[str, Any]) -> str:
     cfg = data["config"]
     intro = (
         "## What API keys and rate limits cost (`bench/http_auth.py`)\n\n"
-        f"Two `redisolar serve` ({cfg['workers']} workers × {cfg['threads']} threads) on one Redis "
+        f"Two `redisolar serve` ({_servers(cfg)}) on one Redis "
         "Stack, the five sample sites each: `AUTH_MODE=off` without limits against "
         "`AUTH_MODE=required` with budgets of 10⁹/s (every request checked and counted, none refused) "
         f"and a key on every request; {cfg['connections']} connections; {cfg['rounds']} runs of "
@@ -215,7 +215,7 @@ def fleet_section(data: dict[str, Any]) -> str:
     intro = (
         "## A whole fleet (`bench/fleet.py`)\n\n"
         f"`redisolar load --sites {cfg['sites']} --days {cfg['days']:g} --interval {cfg['interval']}` "
-        f"per backend, then `redisolar serve` ({cfg['workers']} × {cfg['threads']}) on the Redis Stack "
+        f"per backend, then `redisolar serve` ({_servers(cfg)}) on the Redis Stack "
         "data. One run of each part (no spread: its figures are single measurements).\n\n"
         + provenance(data, "make bench-fleet", MIN_ROUNDS, 0)
     )
@@ -319,6 +319,15 @@ def render(sections: dict[str, dict[str, Any]], kept: Path, out: Path) -> str:
     ]
     body = [SECTIONS[name](data) for name, data in sections.items()]
     return "\n".join(head) + "\n\n" + "\n\n".join(body) + "\n"
+
+
+def _servers(cfg: dict[str, Any]) -> str:
+    """The project's workers × threads of a run (``redisolar serve``'s defaults when not given),
+    and the baseline's when it had its own."""
+    project = f"{cfg.get('workers') or 'default'} workers × {cfg.get('threads') or 'default'} threads"
+    if cfg.get("baseline_workers"):
+        project += f"; the seed {cfg['baseline_workers']} × {cfg.get('baseline_threads')}"
+    return project
 
 
 def main() -> None:
