@@ -49,8 +49,10 @@ from bench.harness import (
 )
 from redisolar.config import Config
 from redisolar.embedded import RedisServer, find_stack_server
+from redisolar.models.schemas import SiteSchema
 from redisolar.sample_data import SEED_SITES
 from redisolar.services import Settings, build_services
+from redisolar.timeutil import from_ms
 
 UNLIMITED = "1000000000/second"
 LOADS = ("post one reading", "get latest")
@@ -78,15 +80,7 @@ def keys_for(redis_url: str) -> dict[str, dict[str, str]]:
 
 def create_sites(target: Target) -> None:
     for site in SEED_SITES:
-        body = {
-            "id": site.id,
-            "capacity": site.capacity,
-            "panels": site.panels,
-            "address": site.address,
-            "city": site.city,
-            "state": site.state,
-            "postal_code": site.postal_code,
-        }
+        body = SiteSchema().dump(site)
         status, answer = http_json(
             "POST", target.served.base_url + "/api/sites/", body, headers=target.headers[LOADS[0]]
         )
@@ -95,17 +89,16 @@ def create_sites(target: Target) -> None:
         status, answer = http_json(
             "POST",
             f"{target.served.base_url}/api/analytics/readings/{site.id}",
-            {"timestamp": _iso(target.cursor_ms), "wh_generated": 1.0, "wh_used": 1.0, "temp_c": 20.0},
+            {
+                "timestamp": from_ms(target.cursor_ms).isoformat(),
+                "wh_generated": 1.0,
+                "wh_used": 1.0,
+                "temp_c": 20.0,
+            },
             headers=target.headers[LOADS[0]],
         )
         if status != 201:
             raise SystemExit(f"{target.label}: first reading answered {status}: {answer}")
-
-
-def _iso(ms: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 def stream_spec(target: Target, load: str, args: argparse.Namespace, requests: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from marshmallow import Schema, fields, validate
 from werkzeug.routing import BaseConverter
 
 from redisolar.api.common import Blueprint, services
-from redisolar.models.api_key import MAX_SITES_PER_KEY, SCOPES, ApiKey
+from redisolar.models.api_key import KEY_ID_PATTERN, MAX_SITES_PER_KEY, SCOPES, ApiKey
 from redisolar.models.site import MAX_SITE_ID
 from redisolar.services import keys as key_cases
 from redisolar.services.keys import MAX_EXPIRES_DAYS
@@ -27,13 +27,13 @@ KEY_ID = "<key_id:key_id>"
 class KeyIdConverter(BaseConverter):
     """``<key_id:name>``: an API key id, 12 lowercase hex digits (anything else matches no route)."""
 
-    regex = r"[0-9a-f]{12}"
+    regex = KEY_ID_PATTERN
     part_isolating = True
 
 
 def key_id_schema(converter: KeyIdConverter) -> dict[str, Any]:
     """The id's OpenAPI schema."""
-    return {"type": "string", "pattern": "^[0-9a-f]{12}$"}
+    return {"type": "string", "pattern": f"^{KEY_ID_PATTERN}$"}
 
 
 class ApiKeyCreateSchema(Schema):

@@ -40,14 +40,6 @@ class AuthSettings:
     trusted_proxies: int
 
 
-@dataclass(frozen=True)
-class Principal:
-    """Who made the current request: a key's id and scope, or nobody (``scope`` empty)."""
-
-    key_id: str | None = None
-    scope: str = ""
-
-
 def init_auth(app: Flask) -> None:
     """Install the checks on ``app`` (and ProxyFix when ``TRUSTED_PROXIES`` is set)."""
     settings = AuthSettings(
@@ -76,15 +68,9 @@ def _dao() -> ApiKeyDao:
     return cast(ApiKeyDao, flask.current_app.extensions["redisolar"].api_keys)
 
 
-def principal() -> Principal:
-    """Who made the current request."""
-    return cast(Principal, g.get("principal", Principal()))
-
-
 def authorize() -> Response | None:
     """``before_request``: None to go on, or the 401/403/415/429 answer."""
     need = need_for(request.endpoint, request.method)
-    g.principal = Principal()
     if need is Need.PUBLIC:
         return None
     settings = _settings()
@@ -114,7 +100,6 @@ def _with_key(secret: str, need: Need, budget: str, policy: RatePolicy | None, m
     if check.verdict != "ok":
         return _unauthorized(KEY_EXPIRED if check.verdict == "expired" else KEY_INVALID, invalid=True)
     g.rate = check.rate
-    g.principal = Principal(secret.split("_")[1], check.scope)
     if check.rate is not None and not check.rate.allowed:
         return _too_many(check.rate)
     if not scope_allows(check.scope, need, check.site_ok, open_reads=mode != "required"):
@@ -258,11 +243,9 @@ def _rate_headers(response: Response) -> Response:
 
 
 __all__ = [
-    "Principal",
     "authorize",
     "init_auth",
     "is_local_request",
     "may_see_details",
     "presented_secret",
-    "principal",
 ]

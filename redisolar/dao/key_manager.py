@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date
 
 from redisolar.config import DEFAULT_KEY_PREFIX
+from redisolar.models.api_key import is_key_id
 from redisolar.models.site import MetricType, check_site_id
 
 LEADERBOARD_TYPES = ("capacity", "generation", "efficiency")
@@ -146,7 +147,7 @@ class KeyManager:
     @staticmethod
     def api_key_tag(key_id: str) -> str:
         """The hash tag of one API key's keys: ``{apikey:ID}`` (ID: 12 lowercase hex digits)."""
-        if len(key_id) != 12 or not all(c in "0123456789abcdef" for c in key_id):
+        if not is_key_id(key_id):
             raise ValueError(f"Invalid API key id {key_id!r}")
         return f"{{apikey:{key_id}}}"
 

@@ -19,7 +19,7 @@ from redis.exceptions import NoScriptError
 from redisolar.auth.limits import RateDecision, RatePolicy
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import load_script, runnable, script
-from redisolar.models.api_key import ApiKey, key_id_of, new_secret, secret_hash
+from redisolar.models.api_key import ApiKey, is_key_id, key_id_of, new_secret, secret_hash
 from redisolar.timeutil import from_ms, to_ms, utcnow
 
 
@@ -78,11 +78,11 @@ class ApiKeyDao:
 
     def find(self, key_id: str) -> ApiKey | None:
         """One key, or None."""
-        return self._fetch([key_id])[0] if _valid_id(key_id) else None
+        return self._fetch([key_id])[0] if is_key_id(key_id) else None
 
     def revoke(self, key_id: str) -> bool:
         """Delete a key (and its rate-limit state). Whether it existed."""
-        if not _valid_id(key_id):
+        if not is_key_id(key_id):
             return False
         pipe = self.client.pipeline(transaction=False)
         pipe.delete(self.keys.api_key_key(key_id), self.keys.api_key_sites_key(key_id))
@@ -172,7 +172,6 @@ class ApiKeyDao:
         keys_exist = bool(replies[0]) if registry else None
         return keys_exist, reply, bool(replies[-1]) if site is not None else None
 
-
     def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """``commands`` in one round trip, their replies (an error reply as its exception).
 
@@ -225,11 +224,6 @@ def _args(hashed: str, policy: RatePolicy | None, site_id: int | None, budget: s
     interval = f"{policy.interval_ms:.6f}" if policy else "0"
     site = "" if site_id is None else site_id
     return (hashed, interval, policy.burst if policy else 0, site, f"rl:{budget}")
-
-
-def _valid_id(key_id: str) -> bool:
-    """Whether ``key_id`` is shaped like a key id (12 lowercase hex digits)."""
-    return len(key_id) == 12 and all(c in "0123456789abcdef" for c in key_id)
 
 
 def _key_check(reply: list[Any], policy: RatePolicy | None) -> KeyCheck:

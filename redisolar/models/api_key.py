@@ -20,13 +20,21 @@ SCOPES = ("admin", "write", "read")
 """``admin``: everything. ``write``: POST readings to its sites. ``read``: every GET."""
 SECRET_PREFIX = "rsk_"
 MAX_SITES_PER_KEY = 10_000
-_SECRET = re.compile(r"^rsk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
+KEY_ID_PATTERN = "[0-9a-f]{12}"
+"""A key id: 12 lowercase hex digits (the routes' converter and the OpenAPI document use it too)."""
+_KEY_ID = re.compile(f"^{KEY_ID_PATTERN}$")
+_SECRET = re.compile(f"^rsk_({KEY_ID_PATTERN})_[A-Za-z0-9_-]{{43}}$")
 
 
 def new_secret() -> tuple[str, str]:
     """A new key id and its secret."""
     key_id = secrets.token_hex(6)
     return key_id, f"{SECRET_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def is_key_id(text: str) -> bool:
+    """Whether ``text`` is shaped like a key id."""
+    return _KEY_ID.match(text) is not None
 
 
 def key_id_of(secret: str) -> str | None:
