@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
@@ -178,6 +179,18 @@ def _cmdline(pid: int) -> bytes:
 NO_RATE_LIMITS = {"REDISOLAR_RATE_LIMIT_WRITES": "0", "REDISOLAR_RATE_LIMIT_READS": "0"}
 """The load comes from one address far faster than the default budgets allow: throughput benchmarks
 run the project without limits unless they say otherwise (bench/http_auth.py measures their cost)."""
+
+
+def add_server_arguments(parser: argparse.ArgumentParser, *, baseline: bool) -> None:
+    """The servers' options: the project's workers and threads (``redisolar serve``'s defaults when
+    not given) and, with ``baseline``, the seed's under gunicorn (2 × cores × 4, as issue 11 measured)."""
+    from redisolar.server import default_workers
+
+    parser.add_argument("--workers", type=int, default=None, help="project workers (default: serve's)")
+    parser.add_argument("--threads", type=int, default=None, help="project threads (default: serve's)")
+    if baseline:
+        parser.add_argument("--baseline-workers", type=int, default=default_workers(), help="seed's workers")
+        parser.add_argument("--baseline-threads", type=int, default=4, help="seed's threads per worker")
 
 
 def project_server(

@@ -41,6 +41,7 @@ from typing import Any
 
 from bench.harness import (
     Served,
+    add_server_arguments,
     baseline_server,
     free_port,
     git_state,
@@ -177,20 +178,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def main() -> None:
-    from redisolar.server import default_workers
-
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--baseline", type=Path, help="a directory holding another redisolar package")
-    parser.add_argument(
-        "--workers", type=int, default=None, help="project workers (default: redisolar serve's)"
-    )
-    parser.add_argument(
-        "--baseline-workers", type=int, default=default_workers(), help="baseline gunicorn workers"
-    )
-    parser.add_argument("--threads", type=int, default=None, help="project threads (default: serve's)")
-    parser.add_argument("--baseline-threads", type=int, default=4, help="baseline threads per worker")
+    add_server_arguments(parser, baseline=True)
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each timed run")
     parser.add_argument("--rounds", type=int, default=5, help="timed runs per server (median)")
     parser.add_argument(

@@ -35,6 +35,7 @@ import redis
 
 from bench.harness import (
     Served,
+    add_server_arguments,
     free_port,
     git_state,
     http_json,
@@ -165,10 +166,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--workers", type=int, default=None, help="project workers (default: redisolar serve's)"
-    )
-    parser.add_argument("--threads", type=int, default=None, help="project threads (default: serve's)")
+    add_server_arguments(parser, baseline=False)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)

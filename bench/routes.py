@@ -55,6 +55,7 @@ from typing import Any
 
 from bench.harness import (
     Served,
+    add_server_arguments,
     baseline_server,
     free_port,
     git_state,
@@ -340,20 +341,11 @@ def print_table(summary: dict[str, Any], labels: list[str]) -> None:
 
 # -- main ----------------------------------------------------------------------------------------------
 def parse_args() -> argparse.Namespace:
-    from redisolar.server import default_workers
-
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--baseline", type=Path, help="a directory holding another redisolar package")
-    parser.add_argument(
-        "--workers", type=int, default=None, help="project workers (default: redisolar serve's)"
-    )
-    parser.add_argument(
-        "--baseline-workers", type=int, default=default_workers(), help="baseline gunicorn workers"
-    )
-    parser.add_argument("--threads", type=int, default=None, help="project threads (default: serve's)")
-    parser.add_argument("--baseline-threads", type=int, default=4, help="baseline threads per worker")
+    add_server_arguments(parser, baseline=True)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each timed run")
     parser.add_argument("--rounds", type=int, default=5, help="timed runs per route and server (median)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent client connections")

@@ -12,7 +12,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
+from test_e2e import free_port, redisolar_command
 
 from redisolar.embedded import RedisServer, ServerSpec
 
@@ -29,18 +29,6 @@ SERVERS = ["granian", "gunicorn"]
 WORKERS_STARTED = r"Booting worker|Started worker"
 KILLED = ("SIGKILL", "Killing worker", "Unexpected exit")
 """What gunicorn and Granian log when they kill a worker, or lose one."""
-
-
-def redisolar_command() -> list[str]:
-    """The installed ``redisolar`` script next to this Python, else ``python -m redisolar``."""
-    script = Path(sys.executable).parent / "redisolar"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "redisolar"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def hermetic_env(**settings: str) -> dict[str, str]:
