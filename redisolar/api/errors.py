@@ -15,8 +15,13 @@ marshmallow ``ValidationError``; webargs' parse errors    400 "Validation failed
 werkzeug ``HTTPException`` (404 no route, 405, 413 body   its code and description (405 keeps
 over MAX_CONTENT_LENGTH, ...)                             its ``Allow`` header)
 redis-py ``ConnectionError`` (also BusyLoadingError),     503 with ``Retry-After``
-``TimeoutError``, ``ReadOnlyError``, ``TryAgainError``,
-``ClusterDownError``
+``TimeoutError``, ``ReadOnlyError``, ``TryAgainError``;
+a cluster in motion: ``ClusterError`` (CLUSTERDOWN,
+MASTERDOWN, redirections beyond the client's TTL),
+``AskError``/``MovedError`` left after the client's
+retries, ``SlotNotCoveredError``, and the cluster
+client's "cannot be connected" / "slots not covered"
+``RedisClusterException``
 Redis refused our credentials (``AuthenticationError``,   500 "misconfigured", no ``Retry-After``
 ``AuthorizationError``, NOAUTH/WRONGPASS replies)         (logged once per app, naming the settings)
 Redis out of memory (``OutOfMemoryError``, ``OOM ...``)   507 "storage is full", ``Retry-After``
@@ -26,6 +31,13 @@ anything else                                             500 ``{"error": "Inter
 ========================================================  =====================================
 
 Every 503 and 507 carries ``Retry-After`` (``RETRY_AFTER_SECONDS``). A 5xx body never carries internals.
+
+On a cluster, a master's failure shows as connection errors (the dead node), then ``CLUSTERDOWN`` or
+uncovered slots (the failure is detected, no replica promoted yet), then redirections (the slot map
+moves): redis-py's cluster client retries these and refreshes its slot map, and what is left after its
+retries is this 503, so the client comes back after ``Retry-After`` and finds the new master. The same
+app recovers by itself; nothing is restarted. Other ``RedisClusterException`` messages are programming
+errors (a command the cluster client refuses, a cross-slot pipeline): a 500, logged.
 """
 
 from __future__ import annotations
@@ -60,9 +72,14 @@ REDIS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.TimeoutError,
     redis_errors.ReadOnlyError,
     redis_errors.TryAgainError,
-    redis_errors.ClusterDownError,
+    redis_errors.ClusterError,  # ClusterDownError, MasterDownError, "TTL exhausted" (endless redirects)
+    redis_errors.AskError,  # and MovedError: a slot still moving once the client's retries are spent
+    redis_errors.SlotNotCoveredError,
 )
 """redis-py errors that mean "not now": the server is unreachable, loading, failing over."""
+_CLUSTER_TRANSIENT = ("cannot be connected", "not covered", "could not agree")
+"""What the cluster client's plain ``RedisClusterException`` says when no node answers, the slots are
+not all covered or the nodes disagree on the slot map: the state of a failover, not a bug."""
 
 
 class ErrorSchema(Schema):
@@ -152,6 +169,22 @@ def _redis_unavailable(exc: Exception) -> Response:
     return error_response(503, REDIS_UNAVAILABLE)
 
 
+def is_store_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the store cannot answer now, try again shortly" (a 503), not a bug."""
+    if isinstance(exc, REDIS_UNAVAILABLE_ERRORS):
+        return not is_auth_failure(exc)
+    message = str(exc.args[0]) if exc.args else ""
+    return isinstance(exc, redis_errors.RedisClusterException) and any(
+        part in message for part in _CLUSTER_TRANSIENT
+    )
+
+
+def _cluster_exception(exc: redis_errors.RedisClusterException) -> Response:
+    """The cluster client's generic exception: a 503 while the cluster is unreachable or moving, else
+    a programming error (500)."""
+    return _redis_unavailable(exc) if is_store_unavailable(exc) else _unexpected(exc)
+
+
 def _misconfigured(exc: Exception) -> Response:
     """Redis refused the credentials: retrying will not help, so not a 503. Logged once per app."""
     if not current_app.extensions.get(_AUTH_LOGGED):
@@ -191,6 +224,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     for error in REDIS_UNAVAILABLE_ERRORS:
         app.register_error_handler(error, _redis_unavailable)
+    app.register_error_handler(redis_errors.RedisClusterException, _cluster_exception)
     app.register_error_handler(redis_errors.AuthenticationError, _misconfigured)
     app.register_error_handler(redis_errors.AuthorizationError, _misconfigured)
     app.register_error_handler(redis.ResponseError, _response_error)
