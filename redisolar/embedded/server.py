@@ -325,6 +325,14 @@ class RedisServer:
             self._stop_process(timeout=10.0)
             return self.start(timeout)
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (no shutdown, no save); a no-op if it is not running.
+
+        Its data directory is kept, so :meth:`start` brings it back on the same port (a cluster node
+        rejoins from its ``nodes.conf``)."""
+        with self._lock:
+            self._discard_process()
+
     def client(self, **kwargs: Any) -> redis.Redis:
         """Return a new ``redis.Redis`` client for this server; ``kwargs`` go to its constructor."""
         return redis.Redis(host=self._host, port=self._port, **kwargs)
