@@ -1,7 +1,7 @@
 """Leaderboard statistics that cost the same whatever the fleet size.
 
 Every leaderboard has a running sum of its scores (``KeyManager.board_sum_key``), kept by each write
-(``zset_set.lua``, ``lb_set.lua``, ``sites_upsert.lua``, ``sites_delete.lua``). Count, highest and
+(``zset_set.lua``, ``lb_set.lua``, ``sites_index.lua``: the capacity board's, absolutely). Count, highest and
 lowest come from the sorted set itself, so the statistics of a board are one round trip. A board
 whose running sum is missing (not known yet) gets it recomputed once, exactly (``zset_sum.lua``); the
 reconciler recomputes sums to wipe out the rounding that increments accumulate.

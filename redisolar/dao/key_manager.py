@@ -36,25 +36,54 @@ class KeyManager:
         """The prefix of every site hash (what the RediSearch index covers)."""
         return f"{self.key_prefix}site:{{site:"
 
+    # -- fleet-wide site indexes: one hash tag, {sites} ------------------------------------------------
+    @staticmethod
+    def sites_tag() -> str:
+        """The hash tag of every fleet-wide site structure: ``{sites}`` (see the module docstring)."""
+        return "{sites}"
+
     def site_ids_key(self) -> str:
-        """Sorted set ``sites:ids``: every site id, scored by the id itself (so it reads in order)."""
-        return f"{self.key_prefix}sites:ids"
+        """Sorted set ``sites:{sites}:ids``: every site id, scored by the id itself (so it reads in order)."""
+        return f"{self.key_prefix}sites:{self.sites_tag()}:ids"
 
     def site_state_key(self, state: str) -> str:
-        """Set ``sites:state:STATE``: ids of the sites in a state (core search, state upper-cased)."""
-        return f"{self.key_prefix}sites:state:{state.strip().upper()}"
+        """Set ``sites:{sites}:state:STATE``: ids of the sites in a state (core search, upper-cased)."""
+        return f"{self.key_prefix}sites:{self.sites_tag()}:state:{state.strip().upper()}"
 
     def site_city_key(self, city: str) -> str:
-        """Set ``sites:city:CITY``: ids of the sites in a city (core search, city lower-cased)."""
-        return f"{self.key_prefix}sites:city:{city.strip().lower()}"
+        """Set ``sites:{sites}:city:CITY``: ids of the sites in a city (core search, lower-cased)."""
+        return f"{self.key_prefix}sites:{self.sites_tag()}:city:{city.strip().lower()}"
 
     def site_postal_key(self, postal_code: str) -> str:
-        """Set ``sites:postal:CODE``: ids of the sites with a postal code (core search)."""
-        return f"{self.key_prefix}sites:postal:{postal_code.strip().upper()}"
+        """Set ``sites:{sites}:postal:CODE``: ids of the sites with a postal code (core search)."""
+        return f"{self.key_prefix}sites:{self.sites_tag()}:postal:{postal_code.strip().upper()}"
 
     def site_geo_key(self) -> str:
-        """Geo set ``sites:geo``: member = site id, for sites with coordinates (core search)."""
-        return f"{self.key_prefix}sites:geo"
+        """Geo set ``sites:{sites}:geo``: member = site id, for sites with coordinates (core search)."""
+        return f"{self.key_prefix}sites:{self.sites_tag()}:geo"
+
+    def site_indexed_key(self) -> str:
+        """Hash ``sites:{sites}:indexed``: site id -> what the index holds for it (``sites_index.lua``:
+        version, state, city, postal code, capacity, panels, lng, lat and the capacity's sum limbs,
+        joined by U+001F), so the index script removes a site's old entries by itself."""
+        return f"{self.key_prefix}sites:{self.sites_tag()}:indexed"
+
+    def site_stats_key(self) -> str:
+        """Hash ``sites:{sites}:stats``: running totals over the indexed sites: ``sites``, ``panels``,
+        ``c0``..``c2`` (the capacities' exact sum in integer limbs, see ``dao/sites/totals.py``) and per
+        state ``n:STATE``, ``c0:STATE``..``c2:STATE``."""
+        return f"{self.key_prefix}sites:{self.sites_tag()}:stats"
+
+    # -- the layout before {sites} (read by the migration only) ---------------------------------------
+    def legacy_site_index_keys(self) -> tuple[str, str, str]:
+        """``sites:ids``, ``sites:geo``, ``capacity_leaderboard`` of earlier versions (no hash tag)."""
+        p = self.key_prefix
+        return f"{p}sites:ids", f"{p}sites:geo", f"{p}capacity_leaderboard"
+
+    def legacy_site_set_patterns(self) -> tuple[str, str, str]:
+        """SCAN patterns of the earlier ``sites:state:*``, ``sites:city:*``, ``sites:postal:*`` sets."""
+        p = self.key_prefix
+        return f"{p}sites:state:*", f"{p}sites:city:*", f"{p}sites:postal:*"
 
     def site_search_index(self) -> str:
         """Name of the RediSearch index over the site hashes."""
@@ -86,8 +115,9 @@ class KeyManager:
         return f"site:{check_site_id(site_id)}"
 
     def capacity_leaderboard_key(self) -> str:
-        """Sorted set ``capacity_leaderboard``: member ``site:ID``, score = capacity in kW."""
-        return f"{self.key_prefix}capacity_leaderboard"
+        """Sorted set ``capacity_leaderboard:{sites}``: member ``site:ID``, score = capacity in kW; kept
+        by ``sites_index.lua`` with its running sum (same slot as the site indexes)."""
+        return f"{self.key_prefix}capacity_leaderboard:{self.sites_tag()}"
 
     @staticmethod
     def board_sum_key(board_key: str) -> str:

@@ -4,13 +4,13 @@
 - ``generation`` and ``efficiency``: one sorted set per UTC day, kept exact at ingest (see
   :mod:`redisolar.dao.daily_boards`); without a ``day`` argument, methods use today's (UTC) boards.
 
-Members are ``site:ID``. Reading a page costs one round trip whatever its length (``lb_page.lua``
-reads the ranks and the sites' fields together; standalone servers).
+Members are ``site:ID``. Reading a page costs two round trips whatever its length: the ranks, then the
+sites' fields in one pipeline (a site's hash lives in its own slot, ``{site:ID}``, so no script could
+read them together on a cluster; redis-py's cluster pipeline sends each node its share).
 """
 
 from __future__ import annotations
 
-import math
 from datetime import date
 from typing import Any
 
@@ -21,7 +21,8 @@ from redisolar.dao.board_sums import board_stats, resum
 from redisolar.dao.daily_boards import HOURS_PER_DAY, day_number_of, day_of, efficiency_percent
 from redisolar.dao.key_manager import LEADERBOARD_TYPES, KeyManager, key_manager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
-from redisolar.dao.site_dao_redis import SITE_FIELDS, SiteDaoRedis, site_from_row
+from redisolar.dao.site_dao_redis import SiteDaoRedis
+from redisolar.dao.sites.hashes import text
 from redisolar.errors import InvalidQuery
 from redisolar.models.site import LeaderboardEntry, check_site_id
 from redisolar.timeutil import utcnow
@@ -113,21 +114,15 @@ class LeaderboardDao:
         return self._page(key, offset, offset + limit - 1)
 
     def _page(self, key: str, first: int, last: int) -> list[LeaderboardEntry]:
-        """Ranks ``first..last`` (0-based) of a board with their sites, in one round trip."""
-        call = ScriptCall(
-            script("lb_page"),
-            (key,),
-            (self.keys.site_key_prefix(), "}", first, last, *SITE_FIELDS),
-        )
-        reply = run_scripts(self.redis, [call])[0]
-        entries = []
-        for i in range(0, len(reply), 3):
-            site = site_from_row(reply[i + 2])
-            if site is not None:  # a site deleted since it was ranked is left out
-                entries.append(
-                    LeaderboardEntry(site=site, score=float(reply[i + 1]), rank=first + 1 + i // 3)
-                )
-        return entries
+        """Ranks ``first..last`` (0-based) of a board with their sites, in two round trips."""
+        rows: Any = self.redis.zrange(key, first, last, desc=True, withscores=True)
+        ids = [int(text(member).rsplit(":", 1)[1]) for member, _ in rows]
+        sites = self.site_dao.find_by_ids(ids)
+        return [
+            LeaderboardEntry(site=site, score=float(score), rank=first + 1 + i)
+            for i, ((_, score), site) in enumerate(zip(rows, sites, strict=True))
+            if site is not None  # a site deleted since it was ranked is left out
+        ]
 
     def get_site_rank(self, site_id: int, leaderboard_type: str, day: date | None = None) -> int | None:
         """A site's 1-based rank (highest score first), or None when it is not on the board."""
@@ -194,16 +189,11 @@ class LeaderboardDao:
         )
 
     def rebuild_capacity_leaderboard(self) -> int:
-        """Rebuild the capacity board from the sites (one atomic replace). Returns the site count."""
-        sites = self.site_dao.find_all()
-        key = self.keys.capacity_leaderboard_key()
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(key, self.keys.board_sum_key(key))
-        if sites:
-            pipe.zadd(key, {self.keys.member(site.id): site.capacity for site in sites})
-            pipe.set(self.keys.board_sum_key(key), repr(math.fsum(site.capacity for site in sites)))
-        pipe.execute()
-        return len(sites)
+        """Repair the capacity board (with every site index) from the sites. Returns the site count.
+
+        The board is an index of the sites (``sites_index.lua`` keeps it with each site's write), so
+        its rebuild is the sites' reconcile: one single-slot call per site that differs."""
+        return self.site_dao.reconcile().sites
 
     def rescore_efficiency(self, site_id: int, capacity_kw: float) -> None:
         """After a capacity change: the site's efficiency on every day board, from its generation

@@ -13,6 +13,7 @@ from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.sites.core_search import CoreSearch
 from redisolar.dao.sites.hashes import text
 from redisolar.dao.sites.query import SearchQuery, SearchResult, parse_query
+from redisolar.dao.sites.reconcile import ReconcileReport, reconcile_sites
 from redisolar.dao.sites.redisearch import RediSearchSites, cannot_index_here, is_missing_index
 from redisolar.dao.sites.store import SiteStore
 from redisolar.errors import BackendUnavailable
@@ -81,6 +82,10 @@ class SiteDaoRedis(SiteStore):
         if self._prepare_search() == "redisearch":
             return self._search_redisearch(query)
         return self._core.search(query)
+
+    def reconcile(self) -> ReconcileReport:
+        """Repair the fleet-wide index from the site hashes (see :mod:`redisolar.dao.sites.reconcile`)."""
+        return reconcile_sites(self)
 
     @property
     def search_backend(self) -> str:

@@ -1,26 +1,34 @@
-"""Site storage: the site hashes and the index structures kept in step with them.
+"""Site storage: the site hashes and the fleet-wide indexes kept in step with them.
 
-Every write keeps the hash, ``sites:ids``, the state/city/postal index sets, ``sites:geo`` and the
-capacity leaderboard (with its running sum) in step, atomically, in one Lua script per site
-(``sites_upsert.lua``, ``sites_delete.lua``). Which index sets a site must leave depends on what its
-hash holds; the caller passes the keys of the values it believes are stored and the script checks
-that belief before writing (compare-and-set), so there is no read-then-write race. A new site costs
-one round trip, a changed one two. The index keys are shared by all sites, so the store needs a
-standalone server (not a Redis Cluster).
+A site's write is two single-slot scripts, so that it works on a Redis Cluster:
+
+1. ``site_write.lua`` on the site hash (slot ``{site:ID}``): create, update, upsert or remove, a
+   compare-and-set on the hash's version (field ``ver``);
+2. ``sites_index.lua`` on the fleet-wide indexes (slot ``{sites}``: ids, geo, state/city/postal sets,
+   capacity board and its sum, running totals): sets the site's entries from the new values,
+   absolutely, with the same version. It keeps a record of what it indexed per site, so it removes
+   the old entries itself; a retry changes nothing and an older version never replaces a newer one.
+
+The caller chooses the new version (``max(stored + 1, now in µs)``) before sending, so both calls go
+in one pipeline: one round trip for a new site (the usual case of a load), two when the site exists
+(the first attempt's replies carry the stored version and the indexed values, the second succeeds).
+On a cluster ``run_scripts`` sends each call to its slot's node. A crash between the two calls leaves
+the index behind the hash; :mod:`.reconcile` repairs it (run by the background reconciler).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis.client import Pipeline
 from redis.exceptions import ResponseError, WatchError
 
-from redisolar.dao.board_sums import board_sum
 from redisolar.dao.key_manager import KeyManager, key_manager
-from redisolar.dao.scripts import ScriptCall, run_scripts, script
+from redisolar.dao.scripts import ScriptCall, load_script, run_scripts, script
 from redisolar.dao.sites.hashes import (
     SITE_FIELDS,
     TAG_SEPARATOR,
@@ -31,6 +39,7 @@ from redisolar.dao.sites.hashes import (
     word_prefixes,
 )
 from redisolar.dao.sites.query import GEO_MAX_LAT, checked_id
+from redisolar.dao.sites.totals import capacity_limbs, limbs_total, stats_from_hash
 from redisolar.errors import InvalidInput, SiteAlreadyExists, SiteNotFound
 from redisolar.models.site import Site
 
@@ -40,12 +49,44 @@ WRITE_ATTEMPTS = 100
 BATCH_SIZE = 5000
 """Sites written per round trip by :meth:`SiteStore.insert_many`."""
 
-Stored = tuple[str, str, str] | None
-"""The state, city and postal code a site hash holds, or None when there is no hash."""
+PAGE = 1000
+"""Ids read per round trip when walking every site (:meth:`SiteStore.iter_ids`)."""
+
+Indexed = tuple[str, str, str] | None
+"""The state, city and postal code the index record of a site holds, or None when there is none."""
+
+
+@dataclass
+class Write:
+    """One site's write in progress: what the caller believes is stored, and what is done."""
+
+    site_id: int
+    mode: str
+    site: Site | None = None
+    """The new values (None to remove)."""
+    stored: str = ""
+    """The hash version believed stored ("" for no hash)."""
+    indexed: Indexed = None
+    """The index record's values believed stored."""
+    version: int = 0
+    site_done: bool = False
+    index_done: bool = False
+    existed: bool = False
+    refused: str = ""
+    """"EXISTS" or "MISSING" when the site script refused the write."""
+
+    def next_version(self) -> None:
+        """A version above the stored one and (when clocks agree) above any earlier write's."""
+        self.version = max(int(self.stored or 0) + 1, time.time_ns() // 1000)
+
+    @property
+    def done(self) -> bool:
+        """Whether both scripts took the write, or the site script refused it."""
+        return bool(self.refused) or (self.site_done and self.index_done)
 
 
 class SiteStore:
-    """Sites in Redis: writes (each keeping the indexes in step), reads, count and total capacity.
+    """Sites in Redis: writes (each keeping the indexes in step), reads, count and totals.
 
     The client may decode responses or not and speak RESP2 or RESP3.
     """
@@ -53,148 +94,139 @@ class SiteStore:
     def __init__(self, client: redis.Redis, *, keys: KeyManager | None = None) -> None:
         self.redis = client
         self.keys = keys or key_manager
-        self._site_key_tail = self._tail()
-
-    def _tail(self) -> str:
-        """What follows the id in a site hash key (site_key = site_key_prefix + id + tail)."""
-        prefix, key = self.keys.site_key_prefix(), self.keys.site_key(1)
-        if not key.startswith(prefix + "1"):
-            raise ValueError("KeyManager.site_key must start with site_key_prefix followed by the id")
-        return key[len(prefix) + 1 :]
 
     # -- writes ------------------------------------------------------------------------------------
     def insert(self, site: Site, pipeline: Pipeline | None = None) -> None:
         """Insert or replace ``site`` and its index entries.
 
-        With ``pipeline``, the write is queued there (after one read now, for the index keys to
-        leave); if the site changes before the pipeline runs, the queued script fails with a
-        ``STALE`` error instead of corrupting the indexes.
+        With ``pipeline``, the write is queued there (after one read now, of the stored version and
+        index record); if the site changes before the pipeline runs, the queued scripts fail with a
+        ``STALE`` error instead of corrupting the indexes. (Standalone servers: a cluster pipeline
+        does not take scripts.)
         """
         if pipeline is None:
-            self._write(site, "upsert")
+            self._write([Write(site.id, "upsert", site)])
             return
         _check_geo_indexable(site)
-        stored = self._read_stored(site.id)
-        call = self._upsert_call(site, "upsert", stored, strict=True)
-        pipeline.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        write = Write(site.id, "upsert", site)
+        write.stored, write.indexed = self._read_beliefs(site.id)
+        write.next_version()
+        for call in (self._site_call(write, strict=True), self.index_call(write, strict=True)):
+            pipeline.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
 
     def insert_many(self, *sites: Site) -> None:
         """Insert or replace many sites (the last one wins for a repeated id).
 
         New sites cost one round trip per batch of up to ``BATCH_SIZE``; sites that exist already one
-        more (their stored values come back with the first attempt).
+        more (their stored versions and index records come back with the first attempt).
         """
         for site in sites:
             _check_geo_indexable(site)  # all of them before any write
         latest = {site.id: site for site in sites}
         batch = list(latest.values())
         for start in range(0, len(batch), BATCH_SIZE):
-            self._write_batch(batch[start : start + BATCH_SIZE])
+            self._write([Write(site.id, "upsert", site) for site in batch[start : start + BATCH_SIZE]])
 
     def create(self, site: Site) -> None:
         """Insert ``site``, which must be new; else raise :class:`SiteAlreadyExists`."""
-        self._write(site, "create")
+        self._write([Write(site.id, "create", site)])
 
     def update(self, site: Site) -> None:
         """Replace an existing site; raise :class:`SiteNotFound` if there is none with its id."""
-        self._write(site, "update")
+        self._write([Write(site.id, "update", site)])
 
     def delete(self, site_id: int) -> bool:
         """Delete a site, its index entries and its capacity leaderboard entry. Returns whether it existed."""
-        site_id = checked_id(site_id)
-        stored: Stored = None
-        for _ in range(WRITE_ATTEMPTS):
-            reply = self._run(self._delete_call(site_id, stored))
-            if reply[0] == "OK":
-                return reply[1] == "1"
-            stored = _stored_from(reply)
-        raise WatchError(f"Site {site_id} kept changing; it was not deleted")
+        write = Write(checked_id(site_id), "remove")
+        self._write([write])
+        return write.existed
 
-    def _write(self, site: Site, mode: str) -> bool:
-        """Run the upsert script until its guard holds. Returns whether the site existed."""
-        stored: Stored = None
+    def _write(self, writes: list[Write]) -> None:
+        """Run the writes' two scripts until both took (or the site script refused the write)."""
+        for write in writes:
+            if write.site is not None:
+                _check_geo_indexable(write.site)
+            write.next_version()
+        pending = writes
         for _ in range(WRITE_ATTEMPTS):
-            reply = self._run(self._upsert_call(site, mode, stored))
-            if reply[0] == "OK":
-                return reply[1] == "1"
-            if reply[0] == "EXISTS":
-                raise SiteAlreadyExists(site.id)
-            if reply[0] == "MISSING":
-                raise SiteNotFound(site.id)
-            stored = _stored_from(reply)
-        raise WatchError(f"Site {site.id} kept changing; it was not written")
-
-    def _write_batch(self, sites: list[Site]) -> None:
-        pending: list[tuple[Site, Stored]] = [(site, None) for site in sites]
-        for _ in range(WRITE_ATTEMPTS):
+            calls = [call for write in pending for call in self._calls(write)]
+            replies = [decoded(r) for r in run_scripts(self.redis, [c for c, _ in calls])]
+            for (_, apply), reply in zip(calls, replies, strict=True):
+                apply(reply)
+            pending = [write for write in pending if not write.done]
             if not pending:
-                return
-            calls = [self._upsert_call(site, "upsert", stored) for site, stored in pending]
-            replies = [decoded(r) for r in run_scripts(self.redis, calls)]
-            stale = [(s, r) for (s, _), r in zip(pending, replies, strict=True) if r[0] != "OK"]
-            pending = [(s, _stored_from(r)) for s, r in stale]
-        if pending:
-            raise WatchError(f"Site {pending[0][0].id} kept changing; it was not written")
+                break
+        else:
+            raise WatchError(f"Site {pending[0].site_id} kept changing; it was not written")
+        for write in writes:
+            if write.refused == "EXISTS":
+                raise SiteAlreadyExists(write.site_id)
+            if write.refused == "MISSING" and write.mode == "update":
+                raise SiteNotFound(write.site_id)
 
-    def _run(self, call: ScriptCall) -> list[str]:
-        return list(decoded(run_scripts(self.redis, [call])[0]))
+    def _calls(self, write: Write) -> list[tuple[ScriptCall, Any]]:
+        """This attempt's calls of ``write``, each with the function that takes its reply."""
+        calls = []
+        if not write.site_done:
+            calls.append((self._site_call(write), lambda reply: _site_reply(write, reply)))
+        calls.append((self.index_call(write), lambda reply: index_reply(write, reply)))
+        return calls
 
-    def _read_stored(self, site_id: int) -> Stored:
+    def _read_beliefs(self, site_id: int) -> tuple[str, Indexed]:
+        """The stored version and index record of a site (one round trip; loads the scripts)."""
+        site_key = self.keys.site_key(site_id)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(self.keys.site_key(site_id))
-        pipe.hmget(self.keys.site_key(site_id), ["state", "city", "postal_code"])
-        pipe.script_exists(script("sites_upsert").sha)
-        exists, values, loaded = pipe.execute()
-        if not loaded[0]:
-            self.redis.script_load(script("sites_upsert").source)
-        if not exists:
-            return None
-        state, city, postal = ("" if v is None else text(v) for v in values)
-        return state, city, postal
+        pipe.exists(site_key)
+        pipe.hget(site_key, "ver")
+        exists, version = pipe.execute()
+        record = self.redis.hget(self.keys.site_indexed_key(), str(site_id))
+        for name in ("site_write", "sites_index"):
+            load_script(self.redis, script(name))
+        stored = (text(version) if version is not None else "0") if exists else ""
+        return stored, indexed_values(record)
 
     def _index_keys(self, state: str, city: str, postal: str) -> list[str]:
         keys = self.keys
         return [keys.site_state_key(state), keys.site_city_key(city), keys.site_postal_key(postal)]
 
-    def _upsert_call(self, site: Site, mode: str, stored: Stored, *, strict: bool = False) -> ScriptCall:
-        _check_geo_indexable(site)
-        new_keys = self._index_keys(site.state, site.city, site.postal_code)
-        old_keys = self._index_keys(*stored) if stored else new_keys
-        coordinate = site.coordinate
+    def _site_call(self, write: Write, *, strict: bool = False) -> ScriptCall:
+        fields = self._hash_fields(write.site) if write.site is not None else {}
+        args = (
+            write.mode,
+            "1" if strict else "0",
+            write.stored,
+            str(write.version),
+            *(item for pair in fields.items() for item in pair),
+        )
+        return ScriptCall(script("site_write"), (self.keys.site_key(write.site_id),), args)
+
+    def index_call(self, write: Write, *, strict: bool = False) -> ScriptCall:
+        """The ``sites_index.lua`` call of ``write`` (its version, its believed index record)."""
+        site = write.site
+        old_keys = self._index_keys(*(write.indexed or ("", "", "")))
+        new_keys = self._index_keys(site.state, site.city, site.postal_code) if site else old_keys
+        board = self.keys.capacity_leaderboard_key()
         keys = (
-            self.keys.site_key(site.id),
             self.keys.site_ids_key(),
             self.keys.site_geo_key(),
-            self.keys.capacity_leaderboard_key(),
+            board,
+            self.keys.board_sum_key(board),
+            self.keys.site_indexed_key(),
+            self.keys.site_stats_key(),
             *new_keys,
             *old_keys,
-            self.keys.board_sum_key(self.keys.capacity_leaderboard_key()),
         )
         args = (
-            mode,
+            _index_mode(write),
             "1" if strict else "0",
-            *_belief(stored),
-            str(site.id),
-            self.keys.member(site.id),
-            repr(site.capacity),
-            repr(coordinate.lng) if coordinate else "",
-            repr(coordinate.lat) if coordinate else "",
-            *(item for pair in self._hash_fields(site).items() for item in pair),
+            "1" if write.indexed else "0",
+            *(write.indexed or ("", "", "")),
+            str(write.site_id),
+            self.keys.member(write.site_id),
+            str(write.version),
+            index_record(site, write.version) if site else "",
         )
-        return ScriptCall(script("sites_upsert"), keys, args)
-
-    def _delete_call(self, site_id: int, stored: Stored) -> ScriptCall:
-        old_keys = self._index_keys(*stored) if stored else self._index_keys("", "", "")
-        keys = (
-            self.keys.site_key(site_id),
-            self.keys.site_ids_key(),
-            self.keys.site_geo_key(),
-            self.keys.capacity_leaderboard_key(),
-            *old_keys,
-            self.keys.board_sum_key(self.keys.capacity_leaderboard_key()),
-        )
-        args = (*_belief(stored), str(site_id), self.keys.member(site_id))
-        return ScriptCall(script("sites_delete"), keys, args)
+        return ScriptCall(script("sites_index"), keys, args)
 
     def _hash_fields(self, site: Site) -> dict[str, str]:
         fields = {
@@ -230,15 +262,22 @@ class SiteStore:
             pipe.hmget(key, list(SITE_FIELDS))
         return [site_from_row(row) for row in pipe.execute()]
 
+    def iter_ids(self) -> Iterator[list[int]]:
+        """Every indexed site id, ascending, in pages of :data:`PAGE` (one round trip each)."""
+        last = 0
+        while True:
+            page = self.redis.zrangebyscore(self.keys.site_ids_key(), f"({last}", "+inf", start=0, num=PAGE)
+            ids = [int(text(v)) for v in page]
+            if ids:
+                yield ids
+            if len(ids) < PAGE:
+                return
+            last = ids[-1]
+
     def find_all(self) -> list[Site]:
-        """Every site, by ascending id, in one round trip (``sites_find_all.lua``: standalone server)."""
-        call = ScriptCall(
-            script("sites_find_all"),
-            (self.keys.site_ids_key(),),
-            (self.keys.site_key_prefix(), self._site_key_tail, *SITE_FIELDS),
-        )
-        rows = run_scripts(self.redis, [call])[0]
-        return [site for site in (site_from_row(row) for row in rows) if site is not None]
+        """Every site, by ascending id: two round trips per :data:`PAGE` sites (no call walks the
+        fleet; for the CLI and the reconciler, not for a request)."""
+        return [site for ids in self.iter_ids() for site in self.find_by_ids(ids) if site is not None]
 
     def exists(self, site_id: int) -> bool:
         """Whether a site with that id exists."""
@@ -249,8 +288,82 @@ class SiteStore:
         return int(self.redis.zcard(self.keys.site_ids_key()))
 
     def get_total_capacity(self) -> float:
-        """The sum of all sites' capacities in kW: the capacity board's running sum (one round trip)."""
-        return board_sum(self.redis, self.keys.capacity_leaderboard_key())
+        """The sum of all sites' capacities in kW, exact (``math.fsum``), from the running totals."""
+        limbs = self.redis.hmget(self.keys.site_stats_key(), ["c0", "c1", "c2"])
+        low, middle, high = (int(text(v)) if v is not None else 0 for v in limbs)
+        return limbs_total((low, middle, high))
+
+    def stats(self) -> dict[str, Any]:
+        """Totals over every site and per state, from the running totals (one round trip, O(states))."""
+        return stats_from_hash(self.redis.hgetall(self.keys.site_stats_key()))
+
+
+def index_record(site: Site, version: int) -> str:
+    """What ``sites_index.lua`` records for ``site`` at ``version`` (see its header)."""
+    coordinate = site.coordinate
+    values = (
+        str(version),
+        site.state,
+        site.city,
+        site.postal_code,
+        repr(site.capacity),
+        str(site.panels),
+        repr(coordinate.lng) if coordinate else "",
+        repr(coordinate.lat) if coordinate else "",
+        *(str(limb) for limb in capacity_limbs(site.capacity)),
+    )
+    return TAG_SEPARATOR.join(values)
+
+
+def _index_mode(write: Write) -> str:
+    """The index script's mode: the write's, or "upsert" once the site script took the write (its
+    hash is the truth then, whatever an earlier crash left in the index)."""
+    if write.mode in ("create", "update") and write.site_done:
+        return "upsert"
+    return write.mode
+
+
+def _site_reply(write: Write, reply: Sequence[Any]) -> None:
+    status = text(reply[0])
+    if status == "OK":
+        write.site_done, write.existed = True, text(reply[1]) == "1"
+    elif status in ("EXISTS", "MISSING"):
+        write.refused = status
+        if write.mode == "remove":  # no hash: the index entries still go
+            write.refused, write.site_done = "", True
+    elif status == "STALE":
+        write.stored = text(reply[1])
+        write.index_done = False
+        write.next_version()
+    else:
+        raise ResponseError(f"Unexpected reply from site_write.lua: {status!r}")
+
+
+def index_reply(write: Write, reply: Sequence[Any]) -> None:
+    """Take a ``sites_index.lua`` reply into ``write``."""
+    status = text(reply[0])
+    if status == "OK":
+        write.index_done = True
+        site = write.site
+        write.indexed = (site.state, site.city, site.postal_code) if site else None
+    elif status == "OLD":  # a newer write's values are indexed already
+        write.index_done = True
+    elif status == "STALE":
+        write.indexed = (text(reply[2]), text(reply[3]), text(reply[4])) if text(reply[1]) == "1" else None
+    elif status in ("EXISTS", "MISSING"):
+        pass  # the site script's reply decides; once it took the write the index upserts
+    else:
+        raise ResponseError(f"Unexpected reply from sites_index.lua: {status!r}")
+    if not write.site_done and write.index_done and status == "OK":
+        write.index_done = False  # indexed a version the hash did not take: redo with the next one
+
+
+def indexed_values(record: Any) -> Indexed:
+    """The state, city and postal code of an index record (None for no record)."""
+    if record is None:
+        return None
+    values = text(record).split(TAG_SEPARATOR)
+    return values[1], values[2], values[3]
 
 
 def _check_geo_indexable(site: Site) -> None:
@@ -259,16 +372,3 @@ def _check_geo_indexable(site: Site) -> None:
             f"Latitude {site.coordinate.lat} is beyond ±{GEO_MAX_LAT}, the range Redis can index",
             {"site_id": site.id},
         )
-
-
-def _belief(stored: Stored) -> tuple[str, str, str, str]:
-    return ("1", *stored) if stored else ("0", "", "", "")
-
-
-def _stored_from(reply: Sequence[Any]) -> Stored:
-    """The stored values a ``STALE`` script reply reports."""
-    if reply[0] != "STALE":
-        raise ResponseError(f"Unexpected reply from a sites script: {reply[0]!r}")
-    if reply[1] != "1":
-        return None
-    return text(reply[2]), text(reply[3]), text(reply[4])
