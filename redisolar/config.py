@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
+from redisolar import store
 from redisolar.settings import DEFAULT_KEY_PREFIX, DEFAULTS
+from redisolar.store import Durability
 
 _URL_SCHEMES = ("redis", "rediss", "unix")
 T = TypeVar("T")
@@ -58,6 +61,10 @@ class Config:
     redis_url: str | None = DEFAULTS["REDIS_URL"]
     socket_timeout: float = DEFAULTS["REDIS_SOCKET_TIMEOUT"]
     retries: int = DEFAULTS["REDIS_RETRIES"]
+    cluster: bool = DEFAULTS["REDIS_CLUSTER"]
+    cluster_nodes: str | None = DEFAULTS["REDIS_CLUSTER_NODES"]
+    durability: str = DEFAULTS["DURABILITY"]
+    durability_timeout_ms: int = DEFAULTS["DURABILITY_TIMEOUT_MS"]
 
     def __post_init__(self) -> None:
         if self.redis_url is not None and urlsplit(self.redis_url).scheme not in _URL_SCHEMES:
@@ -68,6 +75,23 @@ class Config:
             raise ValueError(f"Redis db must not be negative, got {self.redis_db}")
         if "{" in self.redis_key_prefix or "}" in self.redis_key_prefix:
             raise ValueError("The key prefix must not contain braces (they would change hash slots)")
+        Durability.named(self.durability, self.durability_timeout_ms)
+        if self.cluster:
+            self._check_cluster()
+        elif self.cluster_nodes:
+            raise ValueError("REDIS_CLUSTER_NODES is set but REDIS_CLUSTER is not true")
+
+    def _check_cluster(self) -> None:
+        if self.redis_url is not None and urlsplit(self.redis_url).scheme == "unix":
+            raise ValueError("A Redis Cluster is reached over TCP: REDIS_URL must be redis:// or rediss://")
+        db = _url_db(self.redis_url) if self.redis_url else int(self.redis_db)
+        if db != 0:
+            raise ValueError(f"A Redis Cluster has only database 0, got {db}")
+        self.seed_nodes()  # raises on a malformed REDIS_CLUSTER_NODES
+
+    def seed_nodes(self) -> list[tuple[str, int]]:
+        """The extra seed nodes of ``cluster_nodes`` (``host:port,[::1]:port``) as (host, port)."""
+        return [_host_port(item.strip()) for item in (self.cluster_nodes or "").split(",") if item.strip()]
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> Config:
@@ -88,7 +112,19 @@ class Config:
         return f"redis://{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     def client(self, **kwargs: Any) -> redis.Redis:
-        """A pooled, thread-safe client that retries network errors with jittered backoff."""
+        """A pooled, thread-safe client that retries network errors with jittered backoff: the one
+        client factory of the app, the CLI, the reconciler and the benchmarks.
+
+        With ``cluster`` it is a :class:`redis.cluster.RedisCluster` (same decoding, timeouts,
+        retries and credentials), typed as ``redis.Redis``: it has the same command methods, and the
+        plumbing that differs asks :mod:`redisolar.store`. The client's :attr:`durability` is
+        registered there for :func:`redisolar.dao.scripts.run_scripts`.
+        """
+        client = self._cluster_client(**kwargs) if self.cluster else self._standalone_client(**kwargs)
+        store.register(client, Durability.named(self.durability, self.durability_timeout_ms))
+        return client
+
+    def _options(self, **kwargs: Any) -> dict[str, Any]:
         options: dict[str, Any] = {
             "decode_responses": True,
             "socket_timeout": self.socket_timeout,
@@ -97,6 +133,10 @@ class Config:
             "health_check_interval": 30,
         }
         options.update(kwargs)
+        return options
+
+    def _standalone_client(self, **kwargs: Any) -> redis.Redis:
+        options = self._options(**kwargs)
         if self.redis_url:
             url = self.redis_url
             if url.startswith("unix://"):
@@ -110,6 +150,37 @@ class Config:
             password=self.redis_password,
             **options,
         )
+
+    def _cluster_client(self, **kwargs: Any) -> redis.Redis:
+        """The cluster client: ``retry`` becomes the cluster client's own (redis-py retries a command
+        on a refreshed slot map after a connection error or CLUSTERDOWN; its node connections do not
+        retry by themselves)."""
+        options = self._options(**kwargs)
+        seeds = [ClusterNode(host, port) for host, port in self.seed_nodes()]
+        if self.redis_url:
+            url = self.redis_url.rstrip("/").removesuffix("/0")
+            cluster = RedisCluster(url=url, startup_nodes=seeds, **options)
+        else:
+            seeds.insert(0, ClusterNode(self.redis_host, int(self.redis_port)))
+            options.update(username=self.redis_username, password=self.redis_password)
+            cluster = RedisCluster(startup_nodes=seeds, **options)
+        return cast(redis.Redis, cluster)
+
+
+def _url_db(url: str) -> int:
+    path = urlsplit(url).path.strip("/")
+    try:
+        return int(path or 0)
+    except ValueError:
+        raise ValueError(f"Bad database number in REDIS_URL: {path!r}") from None
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    host, sep, port = item.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"REDIS_CLUSTER_NODES: expected host:port, got {item!r}")
+    return host, int(port)
 
 
 def redact_url(url: str) -> str:

@@ -64,3 +64,24 @@ class BackendUnavailable(RediSolarError):
     """The storage cannot serve the request (a module missing, a server too old)."""
 
     status = 503
+
+
+class StoreUnavailable(BackendUnavailable):
+    """Redis cannot answer now, but will (HTTP 503 with ``Retry-After``): on a cluster, a slot still
+    moving, no node reachable for it, or the cluster down, once the bounded retries on a refreshed
+    slot map are spent (``redisolar.dao.scripts``). Retrying the request later is safe."""
+
+    def __init__(self, message: str = "Redis is unavailable; try again shortly", details: Any = None) -> None:
+        super().__init__(message, details)
+
+
+class NotReplicated(StoreUnavailable):
+    """``DURABILITY=replicated`` and no replica acknowledged a write within ``DURABILITY_TIMEOUT_MS``
+    (HTTP 503 with ``Retry-After``). The write may be stored on its master (and lost if that master
+    fails now): it is not acknowledged, so the client sends it again; every write is idempotent."""
+
+    def __init__(self, acknowledged: int, wanted: int) -> None:
+        super().__init__(
+            "The write was not acknowledged by a replica in time; send it again shortly",
+            {"replicas_acknowledged": acknowledged, "replicas_required": wanted},
+        )

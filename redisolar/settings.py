@@ -55,6 +55,7 @@ ENV_ALIASES = {"KEY_PREFIX": "REDIS_KEY_PREFIX", "TIMESERIES": "TIMESERIES_BACKE
 TIMESERIES_BACKENDS = ("auto", "redistimeseries", "core")
 SEARCH_BACKENDS = ("auto", "redisearch", "core")
 AUTH_MODES = ("auto", "required", "writes", "off")
+DURABILITY_MODES = ("local", "replicated")
 RATE_LIMIT_KEYS = ("RATE_LIMIT_WRITES", "RATE_LIMIT_READS")
 _CONFIG_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -84,6 +85,10 @@ OPTIONS: dict[str, Option] = {
     "REDIS_KEY_PREFIX": Option(str),
     "REDIS_SOCKET_TIMEOUT": Option(float, low=0.01, high=3600),
     "REDIS_RETRIES": Option(int, low=0, high=100),
+    "REDIS_CLUSTER": Option(bool),
+    "REDIS_CLUSTER_NODES": Option(str, nullable=True),
+    "DURABILITY": Option(str, choices=DURABILITY_MODES),
+    "DURABILITY_TIMEOUT_MS": Option(int, low=1, high=60_000),
     "TIMESERIES_BACKEND": Option(str, choices=TIMESERIES_BACKENDS),
     "SEARCH_BACKEND": Option(str, choices=SEARCH_BACKENDS),
     "RETENTION_DAYS": Option(float, low=0, high=36_500),
@@ -113,6 +118,12 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_KEY_PREFIX": DEFAULT_KEY_PREFIX,
     "REDIS_SOCKET_TIMEOUT": 5.0,  # seconds, connect and read
     "REDIS_RETRIES": 3,  # retries of a command after a network error, with jittered backoff
+    "REDIS_CLUSTER": False,  # true: REDIS_URL (or host/port) names any node of a Redis Cluster
+    "REDIS_CLUSTER_NODES": None,  # more seed nodes of the cluster: "host:port,host:port"
+    # local: a write is acknowledged once its master has it; replicated: once >= 1 replica has it too
+    # (WAIT 1 DURABILITY_TIMEOUT_MS after each write's round trip, on the same connection)
+    "DURABILITY": "local",
+    "DURABILITY_TIMEOUT_MS": 1000,
     "TIMESERIES_BACKEND": "auto",
     "SEARCH_BACKEND": "auto",
     "RETENTION_DAYS": 30.0,  # 0 keeps every reading
@@ -222,12 +233,14 @@ def convert(name: str, option: Option, value: Any) -> Any:
 
 
 def _typed(name: str, kind: type, value: Any) -> Any:
+    if kind is bool:
+        return _boolean(name, value)
     if isinstance(value, bool):
         raise ConfigError(f"{name} must be {_KIND_NAMES[kind]}, got {value!r}")
     if kind is str:
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}")
-        return value.strip() if name.endswith(("BACKEND", "TIMESERIES", "MODE")) else value
+        return value.strip() if name.endswith(("BACKEND", "TIMESERIES", "MODE", "DURABILITY")) else value
     try:
         number = kind(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError, OverflowError):
@@ -240,6 +253,20 @@ def _typed(name: str, kind: type, value: Any) -> Any:
 
 
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number"}
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0", "")
+
+
+def _boolean(name: str, value: Any) -> bool:
+    """``value`` as a bool: a bool, 0/1, or a word of :data:`_TRUE`/:data:`_FALSE` (any case)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
 def redis_config(config: Mapping[str, Any]) -> Config:
@@ -256,6 +283,10 @@ def redis_config(config: Mapping[str, Any]) -> Config:
             redis_url=config["REDIS_URL"],
             socket_timeout=config["REDIS_SOCKET_TIMEOUT"],
             retries=config["REDIS_RETRIES"],
+            cluster=config["REDIS_CLUSTER"],
+            cluster_nodes=config["REDIS_CLUSTER_NODES"],
+            durability=config["DURABILITY"],
+            durability_timeout_ms=config["DURABILITY_TIMEOUT_MS"],
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

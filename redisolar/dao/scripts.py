@@ -11,6 +11,17 @@ script at its first write when it is out of memory, so a site's write is refused
 write was accepted, its derived updates are never refused for memory (a small, bounded overshoot), so
 the derived state never lags the readings. On a server without shebangs (Redis 6.2) they load without
 the flag (:attr:`LuaScript.legacy`), remembered per client.
+
+On a Redis Cluster (:func:`redisolar.store.is_cluster`) every call's keys must hash to one slot; the
+calls go through :func:`redisolar.dao.routing.run_commands` (one pipeline per node, retried while
+slots move, :class:`~redisolar.errors.StoreUnavailable` after that); scripts are loaded on every
+primary when one of them answers NOSCRIPT; ``extra``'s commands run in a cluster pipeline after
+the scripts.
+
+Durability (:func:`redisolar.store.durability`, ``DURABILITY=replicated``): each round trip ends with
+``WAIT 1 <timeout>`` on its connection (per node on a cluster); a call whose round trip was not
+acknowledged by a replica gets :class:`~redisolar.errors.NotReplicated` in place of its result
+(raised by :func:`run_scripts`). With the default ``local`` nothing is added.
 """
 
 from __future__ import annotations
@@ -27,6 +38,11 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError, ResponseError
+
+from redisolar import store
+from redisolar.dao import routing
+from redisolar.errors import NotReplicated
+from redisolar.store import Durability
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +101,21 @@ def runnable(client: redis.Redis, lua: LuaScript) -> LuaScript:
 
 
 def load_script(client: redis.Redis, lua: LuaScript) -> None:
-    """SCRIPT LOAD ``lua``; if the server refuses its shebang, load the legacy form and remember."""
+    """SCRIPT LOAD ``lua`` (on every primary of a cluster); if the server refuses its shebang, load the
+    legacy form and remember."""
     try:
-        client.script_load(runnable(client, lua).source)
+        _load_everywhere(client, runnable(client, lua).source)
     except ResponseError:
         if lua.legacy is None or client in _without_shebangs:
             raise
-        client.script_load(lua.legacy.source)  # raises if the script itself is wrong
+        _load_everywhere(client, lua.legacy.source)  # raises if the script itself is wrong
         log.warning("Redis refused the script flags of %s (older than Redis 7?): running without", lua.name)
         _without_shebangs.add(client)
+
+
+def _load_everywhere(client: redis.Redis, source: str) -> None:
+    for node in store.node_clients(client):
+        node.script_load(source)
 
 
 @dataclass(frozen=True)
@@ -129,24 +151,56 @@ def run_scripts_collect(
     caller can act on the calls that succeeded, then raise); ``extra``'s errors are still raised."""
     if not calls and extra is None:
         return []
-    results = _execute(client, calls, extra)
+    cluster = store.is_cluster(client)
+    durability = store.durability(client)
+    execute = _on_cluster if cluster else _execute
+    results = execute(client, calls, None if cluster else extra, durability)
     missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
     if missing:
         for lua in {calls[i].script for i in missing}:
             load_script(client, lua)
-        for i, result in zip(missing, _execute(client, [calls[i] for i in missing]), strict=True):
+        for i, result in zip(
+            missing, execute(client, [calls[i] for i in missing], None, durability), strict=True
+        ):
             results[i] = result
+    if cluster and extra is not None:
+        _cluster_extra(client, extra)
     return results
 
 
-def _execute(client: redis.Redis, calls: list[ScriptCall], extra: Extra | None = None) -> list[Any]:
+def _execute(
+    client: redis.Redis, calls: list[ScriptCall], extra: Extra | None, durability: Durability
+) -> list[Any]:
     pipe = client.pipeline(transaction=False)
     for call in calls:
         pipe.evalsha(runnable(client, call.script).sha, len(call.keys), *call.keys, *call.args)
     if extra is not None:
         extra(pipe)
+    if durability.replicas:
+        pipe.execute_command("WAIT", durability.replicas, durability.timeout_ms)
     results = list(pipe.execute(raise_on_error=False))
     for result in results[len(calls) :]:
         if isinstance(result, Exception):
             raise result
+    if durability.replicas and int(results[-1]) < durability.replicas:
+        short = NotReplicated(int(results[-1]), durability.replicas)
+        return [r if isinstance(r, Exception) else short for r in results[: len(calls)]]
     return results[: len(calls)]
+
+
+def _on_cluster(
+    client: redis.Redis, calls: list[ScriptCall], extra: Extra | None, durability: Durability
+) -> list[Any]:
+    """The calls on a cluster (``extra`` runs separately, :func:`_cluster_extra`)."""
+    routed = []
+    for call in calls:
+        command = ("EVALSHA", runnable(client, call.script).sha, len(call.keys), *call.keys, *call.args)
+        routed.append(routing.Routed(call.keys, command, f"script {call.script.name}"))
+    return routing.run_commands(client, routed, durability)
+
+
+def _cluster_extra(client: redis.Redis, extra: Extra) -> None:
+    """``extra``'s commands in redis-py's cluster pipeline (routed by key, retried by redis-py)."""
+    pipe = client.pipeline(transaction=False)
+    extra(pipe)
+    pipe.execute()
