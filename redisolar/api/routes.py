@@ -2,7 +2,16 @@
 
 Decisions where the seed shows no shape:
 
-- ``GET /api/sites/`` answers a JSON array of every site, by id (as the seed's sketch).
+- ``GET /api/sites/`` answers a JSON array of sites by id (the seed's shape), one page of them:
+  ``limit`` (default 100, so the sample's 5 sites come on one page; at most 1000), ``cursor`` (from
+  the previous page) and/or ``offset``. When more sites follow, a ``Link: <URL>; rel="next"`` header
+  (RFC 8288) gives the next page's absolute URL, with ``limit`` and ``cursor`` (the last id of this
+  page; any ``offset`` is behind it). The last page has no ``Link``. The seed's sketch answered every
+  site at once, which at 10^5 sites is one Redis call reading them all, every poll.
+- ``GET /api/sites/map?bbox=w,s,e,n&limit=N`` answers ``{"sites": [{"id", "lat", "lng", "capacity"}],
+  "truncated", "limit", "bbox"}``: at most ``limit`` (default 500) sites of the view, spread over it,
+  from the geo index (no site hash is read); ``truncated`` says the view holds more (the dashboard
+  says "zoom in").
 - ``PUT /api/sites/<id>`` replaces an existing site (404 if there is none: sites are created with
   POST); the body's ``id`` may be left out, and if given must equal the path's (else 400).
 - ``DELETE /api/sites/<id>`` answers 204 with no body; the site's readings and leaderboard entries
@@ -17,14 +26,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
+from flask import Response, url_for
 
+from redisolar.api import render
 from redisolar.api.common import Blueprint, services
-from redisolar.api.schemas import SearchArgs, SiteSearchResultSchema, SitesStatsSchema, SiteUpdateSchema
+from redisolar.api.schemas import (
+    MapArgs,
+    MapViewSchema,
+    SearchArgs,
+    SitePageArgs,
+    SiteSearchResultSchema,
+    SitesStatsSchema,
+    SiteUpdateSchema,
+)
 from redisolar.errors import InvalidInput
 from redisolar.models.schemas import SiteSchema
 from redisolar.models.site import Site
-from redisolar.services import sites
+from redisolar.services import site_lists, sites
 from redisolar.services.sites import stats_of as site_stats
 
 __all__ = ["site_stats", "sites_bp"]
@@ -32,12 +50,44 @@ __all__ = ["site_stats", "sites_bp"]
 sites_bp = Blueprint("sites", __name__, url_prefix="/api/sites", description="Solar sites (Lesson 2)")
 
 
+NEXT_LINK_HEADER = {
+    "Link": {
+        "description": 'When more sites follow: `<URL>; rel="next"` (RFC 8288), the next page',
+        "schema": {"type": "string"},
+    }
+}
+
+
 @sites_bp.route("/", methods=["GET"], strict_slashes=False)
-@sites_bp.response(200, SiteSchema(many=True))
+@sites_bp.arguments(SitePageArgs, location="query")
+@sites_bp.response(200, SiteSchema(many=True), headers=NEXT_LINK_HEADER)
 @sites_bp.errors()
-def all_sites() -> list[Site]:
-    """Every site, by id."""
-    return sites.all_sites(services())
+def all_sites(args: dict[str, Any]) -> Response:
+    """A page of sites, by id; a `Link` header (`rel="next"`) when more follow."""
+    limit = args["limit"]
+    page = site_lists.list_sites(services(), limit=limit, cursor=args.get("cursor"), offset=args["offset"])
+    response = render.json_response([render.site(site) for site in page.sites])
+    if page.next_cursor is not None:
+        url = url_for("sites.all_sites", limit=limit, cursor=page.next_cursor, _external=True)
+        response.headers["Link"] = f'<{url}>; rel="next"'
+    return response
+
+
+@sites_bp.route("/map", methods=["GET"])
+@sites_bp.arguments(MapArgs, location="query")
+@sites_bp.response(200, MapViewSchema)
+@sites_bp.errors()
+def map_view(args: dict[str, Any]) -> Response:
+    """The sites of a map view (at most `limit`, spread over it), for markers: id, position, capacity."""
+    bbox, limit = args.get("bbox", site_lists.WORLD), args["limit"]
+    view = site_lists.map_sites(services(), bbox, limit)
+    body = {
+        "sites": [{"id": s.id, "lat": s.lat, "lng": s.lng, "capacity": s.capacity} for s in view.sites],
+        "truncated": view.truncated,
+        "limit": limit,
+        "bbox": list(bbox),
+    }
+    return render.json_response(body)
 
 
 @sites_bp.route("/", methods=["POST"], strict_slashes=False)

@@ -13,7 +13,9 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from redisolar.dao.key_manager import LEADERBOARD_TYPES
 from redisolar.dao.site_dao_redis import GEO_MAX_LAT
+from redisolar.dao.sites.pages import DEFAULT_MAP_LIMIT, DEFAULT_PAGE, MAX_MAP_LIMIT, MAX_PAGE, check_bbox
 from redisolar.dao.timeseries.base import AGGREGATIONS
+from redisolar.errors import InvalidQuery
 from redisolar.models.schemas import (
     LeaderboardEntrySchema,
     MeterReadingSchema,
@@ -149,6 +151,76 @@ class SearchArgs(Schema):
             raise ValidationError("Must not be less than min_capacity.", "max_capacity")
 
 
+def parse_cursor(value: str) -> int:
+    """A page cursor as the id it stands for; :class:`ValidationError` unless it is one.
+
+    Cursors are opaque to clients, who take them from the previous page's ``Link`` header. Today a
+    cursor is the id of the last site of that page in decimal (``0`` starts at the first site).
+    """
+    if not (value.isascii() and value.isdigit() and len(value) <= 16 and int(value) <= MAX_SITE_ID):
+        raise ValidationError("Not a valid cursor: give the one of the previous page's Link header.")
+    return int(value)
+
+
+def parse_bbox(value: str) -> tuple[float, float, float, float]:
+    """``west,south,east,north`` as four floats; :class:`ValidationError` unless a valid view."""
+    try:
+        west, south, east, north = (float(part) for part in value.split(","))
+        bbox = (west, south, east, north)
+        check_bbox(bbox)
+    except InvalidQuery as exc:
+        raise ValidationError(f"{exc.message}: west,south,east,north in degrees.") from None
+    except ValueError:
+        raise ValidationError("Must be four numbers: west,south,east,north in degrees.") from None
+    return bbox
+
+
+class SitePageArgs(Schema):
+    """A page of sites by id: ``cursor`` and/or ``offset``, and ``limit``."""
+
+    limit = _page_size(DEFAULT_PAGE, MAX_PAGE, "sites")
+    cursor = fields.String(
+        validate=parse_cursor,
+        metadata={
+            "description": "Where the page starts: the `cursor` of the previous page's `Link: <...>; "
+            'rel="next"` header (opaque; today the last id of that page, so `cursor=ID` starts after '
+            "the site ID)"
+        },
+    )
+    offset = fields.Integer(
+        load_default=0,
+        validate=validate.Range(0, MAX_SITE_ID),
+        metadata={"description": "Sites to skip (after `cursor` if given); the cost does not grow with it"},
+    )
+
+    @post_load
+    def load_cursor(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if "cursor" in data:
+            data["cursor"] = parse_cursor(data["cursor"])
+        return data
+
+
+class MapArgs(Schema):
+    """The view of a map, and how many sites it may show."""
+
+    bbox = fields.String(
+        validate=parse_bbox,
+        metadata={
+            "description": "`west,south,east,north` in degrees, -180 <= west < east <= 180, "
+            f"-{GEO_MAX_LAT} <= south < north <= {GEO_MAX_LAT} (default: the whole world; a view across "
+            "the antimeridian is two requests)",
+            "example": "-125,24,-66,50",
+        },
+    )
+    limit = _page_size(DEFAULT_MAP_LIMIT, MAX_MAP_LIMIT, "sites at most")
+
+    @post_load
+    def load_bbox(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if "bbox" in data:
+            data["bbox"] = parse_bbox(data["bbox"])
+        return data
+
+
 # -- request bodies --------------------------------------------------------------------------------
 _OPTIONAL_SITE_ID = {
     "strict": True,
@@ -198,6 +270,31 @@ class SiteSearchResultSchema(Schema):
     total = fields.Integer(required=True, metadata={"description": "All matches, before limit/offset"})
     limit = fields.Integer(required=True)
     offset = fields.Integer(required=True)
+
+
+class MapSiteSchema(Schema):
+    """A map marker."""
+
+    id = fields.Integer(required=True)
+    lat = fields.Float(required=True)
+    lng = fields.Float(required=True)
+    capacity = fields.Float(
+        allow_none=True, required=True, metadata={"description": "kW; null while the site is being written"}
+    )
+
+
+class MapViewSchema(Schema):
+    """The sites of a map view, by id."""
+
+    sites = fields.List(fields.Nested(MapSiteSchema), required=True)
+    truncated = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "The view holds more sites than `limit` (those shown are spread over it): zoom in"
+        },
+    )
+    limit = fields.Integer(required=True)
+    bbox = fields.List(fields.Float(), required=True, metadata={"description": "west, south, east, north"})
 
 
 class StateStatsSchema(Schema):
