@@ -6,15 +6,18 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple, NoReturn, cast
 
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from redisolar import store
+from redisolar.config import Config
 from redisolar.embedded import (
     EmbeddedRedisError,
+    LocalCluster,
     RedisServer,
     ServerSpec,
     find_plain_server,
@@ -29,33 +32,79 @@ from redisolar.embedded import (
 #
 #   plain_redis / stack_redis   session-wide servers (Debian's redis-server;
 #                               Redis Stack with RedisTimeSeries, RediSearch, RedisJSON)
-#   backend_server              parametrized over the two time-series backends,
-#                               "core" (plain_redis) and "redistimeseries" (stack_redis),
-#                               marked so that `-m core` / `-m redistimeseries` select
-#   client / raw_client         clients on backend_server, the server flushed first
+#   plain_cluster / stack_cluster
+#                               session-wide Redis Clusters of 3 masters (no replicas) of
+#                               the same binaries (redisolar.embedded.LocalCluster)
+#   backend_server              parametrized over four targets: the two time-series
+#                               backends "core" (plain_redis) and "redistimeseries"
+#                               (stack_redis), and the same on a cluster, "cluster_core"
+#                               and "cluster_redistimeseries"; marked so that `-m core`,
+#                               `-m cluster_core`... select
+#   client / raw_client         clients on backend_server (a RedisCluster on a cluster
+#                               target), every primary flushed first
 #   redis_server_factory        throw-away servers for one test, stopped afterwards
 #
-# A backend whose server cannot be found or started is skipped locally and is a
+# A test that is inherently single-server (it restarts or reconfigures the server,
+# fills its memory, runs it in a subprocess...) is marked `standalone_only`: it runs on
+# the two standalone targets only (deselected on the cluster ones).
+#
+# A target whose server cannot be found or started is skipped locally and is a
 # failure when $CI is "true" or "1".
 # ==============================================================================
 
-BACKENDS: dict[str, str] = {"core": "plain_redis", "redistimeseries": "stack_redis"}
-"""Backend name (also its marker) → the session fixture of its server."""
+BACKENDS: dict[str, str] = {
+    "core": "plain_redis",
+    "redistimeseries": "stack_redis",
+    "cluster_core": "plain_cluster",
+    "cluster_redistimeseries": "stack_cluster",
+}
+"""Target name (also its marker) → the session fixture of its server or cluster."""
+CLUSTER_TARGETS = ("cluster_core", "cluster_redistimeseries")
+CLUSTER_MASTERS = 3
+STANDALONE_ONLY = "standalone_only"
 
 _BACKEND_FINDERS: dict[str, Callable[[], ServerSpec | None]] = {
     "core": find_plain_server,
     "redistimeseries": find_stack_server,
+}
+_TIMESERIES_OF = {"core": "core", "redistimeseries": "redistimeseries"} | {
+    target: target.removeprefix("cluster_") for target in CLUSTER_TARGETS
 }
 _BACKEND_PROPERTY = "backend"
 _SUMMARY_OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
 
 class BackendServer(NamedTuple):
-    """The server a backend-parametrized test runs against."""
+    """The server (or cluster) a backend-parametrized test runs against."""
 
     name: str
-    """``"core"`` or ``"redistimeseries"``."""
-    server: RedisServer
+    """The time-series backend: ``"core"`` or ``"redistimeseries"``."""
+    server: Any
+    """A :class:`RedisServer`, or a :class:`LocalCluster` on a cluster target (both have ``url``,
+    ``client()``, ``start()``, ``stop()``, ``is_running()``)."""
+    target: str = ""
+    """``"core"``, ``"redistimeseries"``, ``"cluster_core"`` or ``"cluster_redistimeseries"``."""
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the target is a Redis Cluster."""
+        return isinstance(self.server, LocalCluster)
+
+    def config(self, **overrides: Any) -> Config:
+        """The connection settings of the target (``cluster`` set on a cluster target)."""
+        return Config(redis_url=self.server.url, cluster=self.cluster, **overrides)
+
+    def client(self, **options: Any) -> redis.Redis:
+        """A new client on the target (see :func:`target_client`)."""
+        return target_client(self, **options)
+
+    def env(self) -> dict[str, str]:
+        """The ``REDISOLAR_*`` variables that point a ``redisolar`` process at the target."""
+        return {
+            "REDISOLAR_REDIS_URL": self.server.url,
+            "REDISOLAR_REDIS_CLUSTER": "true" if self.cluster else "false",
+            "REDISOLAR_TIMESERIES": self.name,
+        }
 
 
 def in_ci() -> bool:
@@ -123,31 +172,61 @@ def stack_redis(stack_spec: ServerSpec, tmp_path_factory: pytest.TempPathFactory
     yield from _session_server(stack_spec, "redistimeseries", tmp_path_factory)
 
 
+def _session_cluster(
+    spec: ServerSpec, target: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCluster]:
+    """Start a cluster of :data:`CLUSTER_MASTERS` masters for the whole session."""
+    cluster = LocalCluster(spec, masters=CLUSTER_MASTERS, data_dir=tmp_path_factory.mktemp(target))
+    try:
+        cluster.start()
+    except EmbeddedRedisError as exc:
+        backend_unavailable(f"the {target} cluster did not start: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def plain_cluster(plain_spec: ServerSpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A Redis Cluster of plain ``redis-server``s (3 masters) for the whole session."""
+    yield from _session_cluster(plain_spec, "cluster_core", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def stack_cluster(stack_spec: ServerSpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A Redis Cluster of Redis Stack servers (3 masters) for the whole session."""
+    yield from _session_cluster(stack_spec, "cluster_redistimeseries", tmp_path_factory)
+
+
 @pytest.fixture(params=[pytest.param(name, id=name, marks=getattr(pytest.mark, name)) for name in BACKENDS])
 def backend_server(request: pytest.FixtureRequest) -> BackendServer:
-    """The server of each time-series backend in turn; only the needed one is started."""
-    name: str = request.param
-    server: RedisServer = request.getfixturevalue(BACKENDS[name])
+    """The server of each target in turn; only the needed ones are started."""
+    target: str = request.param
+    server = request.getfixturevalue(BACKENDS[target])
     if not server.is_running():  # an earlier test stopped it to simulate an outage
         server.start()
-    return BackendServer(name, server)
+    return BackendServer(_TIMESERIES_OF[target], server, target)
+
+
+def target_client(backend_server: BackendServer, **options: Any) -> redis.Redis:
+    """A new client on the target: ``redis.Redis`` (db 0), or ``RedisCluster`` on a cluster target."""
+    if backend_server.cluster:
+        return cast(redis.Redis, backend_server.server.client(**options))
+    return backend_server.server.client(db=0, **options)
 
 
 @pytest.fixture
 def client(backend_server: BackendServer) -> Iterator[redis.Redis]:
-    """A client (``decode_responses=True``) on ``backend_server``, flushed before the test."""
-    server = backend_server.server
-    connection = redis.Redis(host=server.host, port=server.port, db=0, decode_responses=True)
-    connection.flushall()
+    """A client (``decode_responses=True``) on ``backend_server``, every primary flushed before the test."""
+    connection = target_client(backend_server, decode_responses=True)
+    store.flush_all(connection)
     yield connection
     connection.close()
 
 
 @pytest.fixture
 def raw_client(client: redis.Redis, backend_server: BackendServer) -> Iterator[redis.Redis]:
-    """A bytes client speaking RESP2 on the same server as ``client`` (which did the flush)."""
-    server = backend_server.server
-    connection = redis.Redis(host=server.host, port=server.port, db=0, decode_responses=False, protocol=2)
+    """A bytes client speaking RESP2 on the same target as ``client`` (which did the flush)."""
+    connection = target_client(backend_server, decode_responses=False, protocol=2)
     yield connection
     connection.close()
 
@@ -170,6 +249,9 @@ def redis_server_factory() -> Iterator[Callable[..., RedisServer]]:
 _MARKERS = {
     "core": "runs against the core backend (plain redis-server, no modules)",
     "redistimeseries": "runs against the RedisTimeSeries backend (Redis Stack server)",
+    "cluster_core": "runs against a 3-master Redis Cluster of plain redis-servers (core backend)",
+    "cluster_redistimeseries": "runs against a 3-master Redis Cluster of Redis Stack servers",
+    STANDALONE_ONLY: "inherently single-server: not run on the cluster targets",
 }
 
 
@@ -199,12 +281,23 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tag each test's reports with its backend, for the summary below."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the cluster targets of ``standalone_only`` tests; tag each test's reports with its
+    backend, for the summary below."""
+    deselected = [item for item in items if _standalone_only_on_cluster(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not _standalone_only_on_cluster(item)]
     for item in items:
         for backend in BACKENDS:
             if item.get_closest_marker(backend) is not None:
                 item.user_properties.append((_BACKEND_PROPERTY, backend))
+
+
+def _standalone_only_on_cluster(item: pytest.Item) -> bool:
+    if item.get_closest_marker(STANDALONE_ONLY) is None:
+        return False
+    return any(item.get_closest_marker(target) is not None for target in CLUSTER_TARGETS)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -263,8 +356,14 @@ def app_factory(app_env: None) -> Iterator[Callable[..., Flask]]:
 
     apps: list[Flask] = []
 
-    def make(server: RedisServer, **config: Any) -> Flask:
-        defaults = {"TESTING": True, "REDIS_URL": f"{server.url}/0", **NO_RATE_LIMITS}
+    def make(server: RedisServer | LocalCluster, **config: Any) -> Flask:
+        cluster = isinstance(server, LocalCluster)
+        defaults = {
+            "TESTING": True,
+            "REDIS_URL": f"{server.url}/0",
+            "REDIS_CLUSTER": cluster,
+            **NO_RATE_LIMITS,
+        }
         app = create_app("test", {**defaults, **config})
         apps.append(app)
         return app
@@ -273,7 +372,8 @@ def app_factory(app_env: None) -> Iterator[Callable[..., Flask]]:
     for app in apps:
         client = get_services(app).redis
         client.close()
-        client.connection_pool.disconnect()
+        if not store.is_cluster(client):  # a cluster client's close() disconnects every node
+            client.connection_pool.disconnect()
 
 
 @pytest.fixture
@@ -293,7 +393,7 @@ def store_snapshot(raw_client: redis.Redis) -> Callable[[], dict[bytes, bytes | 
     """Return ``take()``: every key of the test's server with its serialized value (SCAN + DUMP)."""
 
     def take() -> dict[bytes, bytes | None]:
-        keys = sorted(raw_client.scan_iter(count=1000))
+        keys = sorted(store.scan_keys(raw_client))
         pipe = raw_client.pipeline(transaction=False)
         for key in keys:
             pipe.dump(key)

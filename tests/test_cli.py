@@ -33,8 +33,7 @@ OTHER_SITE = Site(42, 9.9, 30, "42 Elsewhere Road", "Somewhere", "NV", "89101")
 def env(backend_server: BackendServer, client: redis.Redis) -> dict[str, str]:
     """The environment that points the CLI at the test's (flushed) server."""
     return {
-        "REDISOLAR_REDIS_URL": backend_server.server.url,
-        "REDISOLAR_TIMESERIES": backend_server.name,
+        **backend_server.env(),
         "REDISOLAR_KEY_PREFIX": "ru102py-app:",
         "REDISOLAR_RETENTION_DAYS": "30",
     }

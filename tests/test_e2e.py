@@ -152,8 +152,7 @@ class Server:
 def e2e_env(backend_server: BackendServer, client: redis.Redis) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("REDISOLAR_")}
     env.update(
-        REDISOLAR_REDIS_URL=backend_server.server.url,
-        REDISOLAR_TIMESERIES=backend_server.name,
+        **backend_server.env(),
         REDISOLAR_KEY_PREFIX="e2e:",
         REDISOLAR_LEADERBOARD_UPDATE_INTERVAL="3",
     )

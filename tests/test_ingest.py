@@ -14,7 +14,6 @@ import pytest
 import redis
 from redis.exceptions import ResponseError
 
-from redisolar.config import Config
 from redisolar.dao.fleet_hours import MS_PER_HOUR
 from redisolar.dao.leaderboard_dao import LeaderboardDao
 from redisolar.dao.scripts import run_scripts_collect
@@ -40,7 +39,7 @@ def site(site_id: int) -> Site:
 @pytest.fixture
 def services(backend_server, client: redis.Redis) -> Iterator[Services]:  # type: ignore[no-untyped-def]
     settings = Settings(
-        redis=Config(redis_url=backend_server.server.url), timeseries_backend=backend_server.name
+        redis=backend_server.config(), timeseries_backend=backend_server.name
     )
     built = build_services(settings)
     yield built

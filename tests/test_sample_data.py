@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import pytest
 import redis
 
-from redisolar.config import Config
 from redisolar.errors import InvalidInput
 from redisolar.models.site import Coordinate, MeterReading, MetricType, Site
 from redisolar.sample_data import (
@@ -188,7 +187,7 @@ def test_a_span_longer_than_the_retention_is_refused() -> None:
 # -- loading into Redis, both backends ---------------------------------------------------------------------
 @pytest.fixture
 def services(backend_server: BackendServer, client: redis.Redis) -> Iterator[Services]:
-    config = Config(redis_url=backend_server.server.url)
+    config = backend_server.config()
     settings = Settings(redis=config, timeseries_backend=backend_server.name)
     built = build_services(settings)
     yield built

@@ -36,7 +36,7 @@ SITE = Site(1, 4.0, 10, "1 Main St", "Oakland", "CA", "94601")
 
 @pytest.fixture
 def services(backend_server: BackendServer, client: redis.Redis) -> Iterator[Services]:
-    config = Config.from_url(f"{backend_server.server.url}/0")
+    config = backend_server.config()
     built = build_services(Settings(redis=config, timeseries_backend=backend_server.name))
     yield built
     built.redis.close()

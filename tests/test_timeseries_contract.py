@@ -15,6 +15,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from redisolar import store
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.leaderboard_dao import LeaderboardDao
 from redisolar.dao.site_dao_redis import SiteDaoRedis
@@ -262,9 +263,8 @@ def test_site_analytics_match_python_and_report_the_capacity_factor(
 @pytest.mark.parametrize("protocol", [2, 3])
 @pytest.mark.parametrize("decode", [True, False])
 def test_any_client_protocol_and_decoding(backend_server, protocol: int, decode: bool) -> None:  # type: ignore[no-untyped-def]
-    server = backend_server.server
-    client = redis.Redis(host=server.host, port=server.port, protocol=protocol, decode_responses=decode)
-    client.flushall()
+    client = backend_server.client(protocol=protocol, decode_responses=decode)
+    store.flush_all(client)
     try:
         dao = TimeSeriesDao(client)
         assert dao.backend.name == backend_server.name

@@ -19,12 +19,15 @@ def redis_client(backend_server):
         redis_key_prefix='test:'
     )
     
-    client = redis.Redis(
-        host=config.redis_host,
-        port=config.redis_port,
-        db=config.redis_db,
-        decode_responses=True
-    )
+    if backend_server.cluster:  # a Redis Cluster has only database 0
+        client = backend_server.server.client()
+    else:
+        client = redis.Redis(
+            host=config.redis_host,
+            port=config.redis_port,
+            db=config.redis_db,
+            decode_responses=True
+        )
     
     # Clear test database
     client.flushdb()

@@ -28,6 +28,7 @@ from datetime import datetime
 import redis
 from redis.exceptions import ResponseError
 
+from redisolar import store
 from redisolar.dao.daily_boards import DailyBoards, efficiency_percent
 from redisolar.dao.fleet_hours import FleetHours, HourSums
 from redisolar.dao.key_manager import KeyManager, key_manager
@@ -55,9 +56,12 @@ MAX_BUCKETS = 100_000
 
 
 def server_has_timeseries(client: redis.Redis) -> bool:
-    """Whether the server behind ``client`` knows the RedisTimeSeries commands."""
+    """Whether the server behind ``client`` knows the RedisTimeSeries commands. On a cluster, asked
+    of the primary of the probe key's slot through its plain connection (the cluster client refuses
+    a command it does not know before sending it); every shard runs the same binary."""
+    probe = "redisolar:probe:{none}"
     try:
-        client.execute_command("TS.INFO", "redisolar:probe:{none}")
+        store.node_client_for_slot(client, store.slot_of(probe)).execute_command("TS.INFO", probe)
     except ResponseError as exc:
         return "unknown command" not in str(exc).lower()
     return True

@@ -125,6 +125,7 @@ class LocalCluster:
         self._data_dir = data_dir
         self._persistence = persistence
         self._nodes = [self._node(i) for i in range(masters * (1 + replicas_per_master))]
+        self._formed = False
 
     def _node(self, index: int) -> RedisServer:
         return RedisServer(
@@ -148,6 +149,16 @@ class LocalCluster:
         return self._live_node().url
 
     @property
+    def host(self) -> str:
+        """A seed node's address (as :attr:`url`)."""
+        return self._live_node().host
+
+    @property
+    def port(self) -> int:
+        """A seed node's port (as :attr:`url`)."""
+        return self._live_node().port
+
+    @property
     def urls(self) -> list[str]:
         """Every node's URL."""
         return [node.url for node in self._nodes]
@@ -165,22 +176,39 @@ class LocalCluster:
     def start(self, timeout: float = 60.0) -> Self:
         """Start every node, form the cluster and wait until it serves every slot; a no-op if running.
 
+        After :meth:`stop`, nodes that kept their ``nodes.conf`` (a given ``data_dir``) rejoin the
+        cluster they formed before; nodes in temporary directories form a new one.
+
         Raises:
             EmbeddedRedisError: a node did not start, or the cluster did not become ready in time
                 (every node is stopped again).
         """
-        if all(node.is_running() for node in self._nodes):
+        if self.is_running():
             return self
         deadline = time.monotonic() + timeout
         try:
-            for index in range(len(self._nodes)):
-                self._start_new_node(index)
-            self._form(deadline)
+            formed = self._formed_before()
+            for index, node in enumerate(self._nodes):
+                if not node.is_running():
+                    self._start_new_node(index)
+            if formed:
+                self.wait_ok(max(0.0, deadline - time.monotonic()))
+            else:
+                self._form(deadline)
+                self._formed = True
         except BaseException:
             self.stop()
             raise
         logger.info("cluster of %d masters, %d replicas each ready: %s", self._masters, self._replicas, self)
         return self
+
+    def is_running(self) -> bool:
+        """Whether every node is running."""
+        return all(node.is_running() for node in self._nodes)
+
+    def _formed_before(self) -> bool:
+        """Whether this cluster was formed by an earlier :meth:`start` and kept its ``nodes.conf``."""
+        return self._formed and self._data_dir is not None
 
     def _start_new_node(self, index: int) -> None:
         """Start node ``index``; if its port was taken meanwhile, try again on another one."""
