@@ -16,7 +16,9 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
+from redisolar import store
 from redisolar.auth.limits import RateDecision, RatePolicy
+from redisolar.dao import routing
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import load_script, runnable, script
 from redisolar.models.api_key import ApiKey, is_key_id, key_id_of, new_secret, secret_hash
@@ -178,7 +180,10 @@ class ApiKeyDao:
         On every request, so leaner than a redis-py pipeline (no command stack, callbacks or
         per-command bookkeeping: the replies here need no conversion): one pooled connection, the
         commands packed and sent at once, the replies read in order. A network error falls back to a
-        pipeline once, which retries as the client is configured to."""
+        pipeline once, which retries as the client is configured to. On a cluster the commands (of up
+        to three slots) go through :func:`redisolar.dao.routing.run_commands`: one pipeline per node."""
+        if store.is_cluster(self.client):
+            return routing.run_commands(self.client, [routing.Routed(_keys_of(c), c) for c in commands])
         pool = self.client.connection_pool
         try:
             connection = pool.get_connection()
@@ -199,6 +204,13 @@ class ApiKeyDao:
         for command in commands:
             pipe.execute_command(*command)
         return list(pipe.execute(raise_on_error=False))
+
+
+def _keys_of(command: tuple[Any, ...]) -> tuple[str, ...]:
+    """The keys of an ``EXISTS key`` or ``EVALSHA sha n key...`` command (the only ones sent here)."""
+    if command[0] == "EVALSHA":
+        return tuple(command[3 : 3 + int(command[2])])
+    return tuple(command[1:])
 
 
 def _reply(connection: Any) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 from redis.exceptions import ResponseError
 
+from redisolar import store
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.sites.hashes import SITE_FIELDS, TAG_SEPARATOR, decoded, pairs, site_from_fields, text
 from redisolar.dao.sites.query import SearchQuery, SearchResult
@@ -49,6 +50,8 @@ class RediSearchSites:
     # -- can it work here? -------------------------------------------------------------------------
     def problem(self) -> str | None:
         """Why RediSearch cannot serve this client's searches, or None if it can (one round trip)."""
+        if store.is_cluster(self.redis):  # the module's OSS build indexes one shard's keys only
+            return "on a Redis Cluster RediSearch indexes one shard only, so search uses the core structures"
         if not self._has_redisearch():
             return "the Redis server has no RediSearch module"
         db = self._db()
