@@ -25,7 +25,7 @@ from redis.exceptions import ResponseError
 
 from redisolar.embedded import EmbeddedRedisError, RedisServer, find_best_server
 from redisolar.errors import RediSolarError
-from redisolar.preflight import PreflightError, check_connection, check_services
+from redisolar.preflight import PreflightError, check_connection, check_services, migrate_store
 from redisolar.redis_faults import is_out_of_memory
 from redisolar.sample_data import (
     PROFILES,
@@ -81,6 +81,7 @@ class CliContext:
         services = get_services(self.create_app())
         with _preflight_errors():
             check_connection(services.redis, services.settings.redis)
+            migrate_store(services)
         return services
 
 
@@ -354,6 +355,14 @@ def load(
     _replace_existing(services, yes)
     _load_with_progress(services, plan, batch_size)
     _echo_urls(f"http://localhost:{DEFAULT_PORT}", plan)
+
+
+@main.command()
+@pass_cli
+def migrate(cli: CliContext) -> None:
+    """Move data of an earlier key layout to this one (idempotent; serve, demo and load do it too)."""
+    services = cli.services()  # migrates
+    click.echo(f"Key layout up to date: {services.sites.count()} sites indexed under {{sites}}.")
 
 
 def _plan(sites: int, days: float, interval: int, profile: str, seed: int | None) -> SamplePlan:

@@ -1,9 +1,10 @@
 """Start-up checks of the configuration against the Redis server, before anything is served.
 
 ``redisolar serve``, ``demo`` and ``load`` run :func:`check_services` once, in the command's own
-process, and refuse to start with its message: Redis unreachable, Redis refusing the credentials (the
-message names the settings, never the password), or ``SEARCH_BACKEND=redisearch`` where RediSearch
-cannot work. The app itself never connects while it is created (``create_app``).
+process (which also migrates data of an earlier key layout), and refuse to start with its message:
+Redis unreachable, Redis refusing the credentials (the message names the settings, never the
+password), or ``SEARCH_BACKEND=redisearch`` where RediSearch cannot work. The app itself never
+connects while it is created (``create_app``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 import redis
 
 from redisolar.config import Config
+from redisolar.dao.migrate import MigrationReport, migrate
 from redisolar.redis_faults import is_auth_failure
 from redisolar.services import Services
 
@@ -22,9 +24,17 @@ class PreflightError(Exception):
 
 
 def check_services(services: Services) -> None:
-    """Raise :class:`PreflightError` unless Redis answers our login and the search backend can work."""
+    """Raise :class:`PreflightError` unless Redis answers our login and the search backend can work;
+    then move data of an earlier key layout to this one (:func:`migrate_store`)."""
     check_connection(services.redis, services.settings.redis)
     check_search_backend(services)
+    migrate_store(services)
+
+
+def migrate_store(services: Services) -> MigrationReport:
+    """Move data of an earlier key layout to this one (idempotent; one round trip when there is
+    nothing to move: :mod:`redisolar.dao.migrate`)."""
+    return migrate(services.redis, services.keys)
 
 
 def check_connection(client: redis.Redis, config: Config) -> None:

@@ -28,6 +28,8 @@ from redisolar.dao.sites.totals import stats_from_hash
 from redisolar.errors import BackendUnavailable, InvalidInput, InvalidQuery, SiteAlreadyExists, SiteNotFound
 from redisolar.models.site import Coordinate, Site
 from redisolar.services.sites import stats_of
+from redisolar.store import is_cluster
+from tests.conftest import BackendServer, target_client
 
 KEYS = KeyManager()
 SCRIPTS = ("site_write", "sites_index", "zset_sum")
@@ -41,6 +43,8 @@ def text(value: Any) -> str:
 
 
 def has_search(client: redis.Redis) -> bool:
+    if is_cluster(client):  # RediSearch is off on a cluster (its OSS build indexes one shard)
+        return False
     try:
         client.execute_command("FT._LIST")
     except redis.ResponseError:
@@ -135,12 +139,14 @@ VARIANTS = {
 
 
 @pytest.fixture(params=list(VARIANTS))
-def any_client(request: pytest.FixtureRequest, client: redis.Redis) -> Iterator[redis.Redis]:
-    """A client on the test's (flushed) server, decoding or not, speaking RESP2 or RESP3."""
+def any_client(
+    request: pytest.FixtureRequest, client: redis.Redis, backend_server: BackendServer
+) -> Iterator[redis.Redis]:
+    """A client on the test's (flushed) server or cluster, decoding or not, speaking RESP2 or RESP3."""
     if request.param == "bytes-resp2":  # the shared fixture, as other modules use it
         yield request.getfixturevalue("raw_client")
         return
-    connection = redis.Redis(**server_address(client), **VARIANTS[request.param])
+    connection = target_client(backend_server, **VARIANTS[request.param])
     yield connection
     connection.close()
 
@@ -268,6 +274,7 @@ def test_total_capacity(dao: SiteDaoRedis) -> None:
     assert dao.get_total_capacity() == pytest.approx(expected, rel=1e-15)
 
 
+@pytest.mark.standalone_only  # a cluster pipeline takes no scripts
 def test_insert_in_a_pipeline(client: redis.Redis) -> None:
     dao = SiteDaoRedis(client)
     dao.insert(site(1))
@@ -282,6 +289,7 @@ def test_insert_in_a_pipeline(client: redis.Redis) -> None:
     assert_indexes(client, [site(1, state="NY"), site(2)])
 
 
+@pytest.mark.standalone_only  # a cluster pipeline takes no scripts
 def test_a_queued_insert_fails_rather_than_corrupting_indexes(client: redis.Redis) -> None:
     dao = SiteDaoRedis(client)
     dao.insert(site(1))
@@ -327,6 +335,7 @@ def test_invalid_input_is_refused_before_writing(client: redis.Redis) -> None:
     assert_indexes(client, [])
 
 
+@pytest.mark.standalone_only  # counts a standalone connection's sends
 def test_round_trips_do_not_grow_with_the_number_of_sites(counting: redis.Redis) -> None:
     dao = SiteDaoRedis(counting, search="core")
     many = [site(i, city=f"City {i % 5}") for i in range(1, 201)]

@@ -171,12 +171,12 @@ class FleetHours:
                 yield self._call(hour, rows, buckets, start_version)
 
     def _start(self, hours: range) -> tuple[tuple[int, int], dict[int, set[int]]]:
-        """Redis's clock (before any data is read) and each hour's indexed buckets: one round trip."""
+        """Redis's clock (before any data is read) and each hour's indexed buckets: two round trips."""
+        now = self.client.time()  # by itself: a cluster pipeline refuses TIME
         pipe = self.client.pipeline(transaction=False)
-        pipe.time()
         for hour in hours:
             pipe.smembers(self.keys.fleet_hour_index_key(hour))
-        now, *members = pipe.execute()
+        members = pipe.execute()
         return now, {h: {int(b) for b in m} for h, m in zip(hours, members, strict=True)}
 
     def _resum(self, hours: range) -> int:

@@ -16,6 +16,7 @@ from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.sites.hashes import TAG_SEPARATOR, text
 from redisolar.dao.sites.query import SearchQuery, SearchResult
 from redisolar.models.site import Site
+from redisolar.store import node_client_for_slot, slot_of
 
 FindByIds = Callable[[Iterable[int]], list[Site | None]]
 """Reads sites by id, in order, None for a missing one (:meth:`SiteStore.find_by_ids`)."""
@@ -39,8 +40,11 @@ class CoreSearch:
         return SearchResult(sites, len(candidates))
 
     def _candidates(self, query: SearchQuery) -> list[int]:
-        """Ids matching every filter but the terms, in result order (one round trip)."""
-        pipe = self.redis.pipeline(transaction=False)
+        """Ids matching every filter but the terms, in result order (one round trip). Every index key
+        is in the ``{sites}`` slot, so one plain pipeline to its node serves them (redis-py's cluster
+        pipeline refuses SINTER)."""
+        node = node_client_for_slot(self.redis, slot_of(self.keys.site_ids_key()))
+        pipe = node.pipeline(transaction=False)
         sets = [key for _, key, _ in query.exact]
         if sets:
             pipe.sinter(sets)

@@ -22,6 +22,7 @@ from typing import Any
 from redisolar.dao.scripts import run_scripts
 from redisolar.dao.sites.hashes import SITE_FIELDS, decoded, site_from_row, text
 from redisolar.dao.sites.store import PAGE, SiteStore, Write, index_record, index_reply, indexed_values
+from redisolar.store import scan_keys
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def reconcile_sites(store: SiteStore) -> ReconcileReport:
 
 def _site_keys(store: SiteStore) -> Iterator[str]:
     pattern = store.keys.site_key_prefix() + "*"
-    for key in store.redis.scan_iter(match=pattern, count=PAGE, _type="HASH"):
+    for key in scan_keys(store.redis, match=pattern, count=PAGE):
         yield text(key)
 
 
