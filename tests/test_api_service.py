@@ -55,6 +55,7 @@ def test_health(http: FlaskClient, backend_server: BackendServer) -> None:
     response = http.get("/health")
     assert response.status_code == 200
     server = backend_server.server
+    cluster = {"state": "ok", "nodes": 3, "masters": 3, "slots_covered": 16384}
     assert response.get_json() == {
         "status": "healthy",
         "redis": {
@@ -70,6 +71,7 @@ def test_health(http: FlaskClient, backend_server: BackendServer) -> None:
         },
         "storage": "ok",
         "background_services": {"leaderboard_updater": False},
+        **({"cluster": cluster} if backend_server.cluster else {}),
     }
 
 
@@ -223,6 +225,7 @@ def test_every_error_has_the_same_shape(api: ApiCalls, http: FlaskClient) -> Non
 
 
 # -- Redis outages ---------------------------------------------------------------------------------
+@pytest.mark.standalone_only  # stops and restarts a private standalone server
 def test_outage_answers_503_and_the_app_recovers(
     api: ApiCalls, app_factory: Callable[..., Flask], backend_server: BackendServer,
     redis_server_factory: Callable[..., RedisServer],

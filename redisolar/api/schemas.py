@@ -470,6 +470,17 @@ class BackgroundServicesSchema(Schema):
     leaderboard_updater = fields.Boolean(required=True)
 
 
+class ClusterHealthSchema(Schema):
+    """A Redis Cluster as its first reachable primary sees it."""
+
+    state = fields.String(
+        required=True, metadata={"description": "'ok', or 'fail' while slots are not served"}
+    )
+    nodes = fields.Integer(required=True, metadata={"description": "Nodes known (masters and replicas)"})
+    masters = fields.Integer(required=True, metadata={"description": "Masters serving slots, not failed"})
+    slots_covered = fields.Integer(required=True, metadata={"description": "Slots served (of 16384)"})
+
+
 class HealthSchema(Schema):
     """``healthy`` (200) or ``unhealthy`` (503, with ``error``; with ``Retry-After`` unless Redis
     refused the credentials, which waiting does not fix)."""
@@ -493,3 +504,4 @@ class HealthSchema(Schema):
     )
     error = fields.String(metadata={"description": "Only when unhealthy"})
     details = fields.Raw(allow_none=True, metadata={"description": "Only when unhealthy: null"})
+    cluster = fields.Nested(ClusterHealthSchema, metadata={"description": "Only on a Redis Cluster"})

@@ -8,6 +8,10 @@
   memory (``storage: "full"``, with ``Retry-After``), or Redis refusing the credentials (``redis.error``
   says which settings to check; no ``Retry-After``: waiting will not fix it). The body never holds a
   password.
+- On a Redis Cluster (``REDIS_CLUSTER``) ``/health`` also reports ``cluster``: ``state``, ``nodes``,
+  ``masters`` and ``slots_covered`` as the first reachable primary of the client's slot map sees them
+  (``CLUSTER INFO``/``CLUSTER NODES``); a state other than ``ok`` is a 503. ``version`` and ``storage``
+  come from every reachable primary (``full`` if any one is full).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import redis
 from flask import current_app, request
 
+from redisolar import store
 from redisolar.api import render
 from redisolar.api.common import Blueprint, services
 from redisolar.api.errors import MISCONFIGURED, REDIS_UNAVAILABLE, STORAGE_FULL
@@ -101,6 +106,8 @@ def health() -> Any:
         "storage": probe.storage,
         "background_services": {"leaderboard_updater": services().updater.is_running},
     }
+    if probe.cluster is not None:
+        body["cluster"] = probe.cluster
     if not may_see_details():  # AUTH_MODE=required and no read key: the status alone
         body = {"status": body["status"]}
     if probe.problem is None:
@@ -127,18 +134,24 @@ class _Probe:
     """Why Redis does not answer, for people (``redis.error``)."""
     storage: StorageState | None = None
     """``"ok"``, ``"full"`` (out of memory), or None when unknown."""
+    cluster: dict[str, Any] | None = None
+    """On a cluster: its state, nodes, masters and slots covered."""
 
     @property
     def problem(self) -> str | None:
         """The ``error`` of an unhealthy answer, or None when healthy."""
         if self.version is None:
             return MISCONFIGURED if self.error == AUTH_HINT else REDIS_UNAVAILABLE
+        if self.cluster is not None and self.cluster["state"] != "ok":
+            return REDIS_UNAVAILABLE
         return STORAGE_FULL if self.storage == "full" else None
 
 
 def _probe() -> _Probe:
-    """PING, then INFO server and memory in one round trip."""
+    """PING, then INFO server and memory in one round trip (of every primary, on a cluster)."""
     client = services().redis
+    if store.is_cluster(client):
+        return _cluster_probe(client)
     try:
         client.ping()
     except redis.RedisError as exc:
@@ -151,6 +164,45 @@ def _probe() -> _Probe:
     except redis.RedisError:  # INFO not allowed (ACL) or Redis gone meanwhile: say what is known
         return _Probe("unknown")
     return _Probe(str(server.get("redis_version", "unknown")), storage=storage_state(memory))
+
+
+def _cluster_probe(client: redis.Redis) -> _Probe:
+    """INFO server and memory of every primary the client knows; CLUSTER INFO and NODES of the first
+    that answers."""
+    answers = []
+    for node in store.node_clients(client):
+        pipe = node.pipeline(transaction=False)
+        pipe.info("server")
+        pipe.info("memory")
+        pipe.cluster("INFO")
+        pipe.cluster("NODES")
+        try:
+            answers.append(pipe.execute())
+        except redis.RedisError as exc:
+            if is_auth_failure(exc):
+                return _Probe(None, AUTH_HINT)
+    if not answers:
+        return _Probe(None, "unreachable: try again shortly")
+    server, _, info, nodes = answers[0]
+    full = any(storage_state(memory) == "full" for _, memory, _, _ in answers)
+    return _Probe(
+        str(server.get("redis_version", "unknown")),
+        storage="full" if full else "ok",
+        cluster=_cluster(info, nodes),
+    )
+
+
+def _cluster(info: dict[str, Any], nodes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ``cluster`` part of ``/health`` from one node's CLUSTER INFO and CLUSTER NODES."""
+    masters = [
+        n for n in nodes.values() if "master" in n["flags"] and "fail" not in n["flags"] and n["slots"]
+    ]
+    return {
+        "state": str(info.get("cluster_state")),
+        "nodes": int(info.get("cluster_known_nodes", 0)),
+        "masters": len(masters),
+        "slots_covered": int(info.get("cluster_slots_ok", 0)),
+    }
 
 
 def _redis_version() -> str | None:
