@@ -21,8 +21,9 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import click
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
+from redisolar.config import redact_url
 from redisolar.embedded import EmbeddedRedisError, RedisServer, find_best_server
 from redisolar.errors import RediSolarError
 from redisolar.preflight import PreflightError, check_connection, check_services, migrate_store
@@ -73,6 +74,10 @@ class CliContext:
             return create_app(self.config_name)
         except ValueError as exc:  # redisolar.settings.ConfigError and the models' checks
             raise click.ClickException(f"Invalid configuration: {exc}") from None
+        except (RedisError, RedisClusterException) as exc:  # a cluster client reads the slot map at once
+            raise click.ClickException(
+                f"Cannot reach the Redis Cluster (REDIS_CLUSTER is set): {exc}"
+            ) from None
 
     def services(self) -> Services:
         """The app's services, after checking that Redis answers our login."""
@@ -477,6 +482,12 @@ def _echo_urls(base: str, plan: SamplePlan | None) -> None:
     show_default=True,
     help="The embedded Redis's data directory (kept between runs).",
 )
+@click.option(
+    "--redis-url",
+    default=None,
+    help="Use this Redis instead of starting an embedded one, e.g. a node of an existing cluster "
+    "(with REDISOLAR_REDIS_CLUSTER=true). Default under REDISOLAR_REDIS_CLUSTER=true: REDISOLAR_REDIS_URL.",
+)
 @pass_cli
 def demo(
     cli: CliContext,
@@ -488,17 +499,21 @@ def demo(
     log_level: str,
     access_log: bool,
     data_dir: Path,
+    redis_url: str | None,
 ) -> None:
     """Everything on one machine: an embedded Redis (persistent, in --data-dir), the sample data
-    if it is empty, and the API. Ctrl-C stops it all."""
+    if it is empty, and the API. Ctrl-C stops it all. With --redis-url (or REDISOLAR_REDIS_CLUSTER
+    =true), an existing Redis or Redis Cluster instead of the embedded one."""
     _configure_logging(log_level)
     _check_port_free(host, port)
-    with _embedded_redis(data_dir) as redis:
-        os.environ["REDISOLAR_REDIS_URL"] = redis.url  # for this process and the workers
+    with _demo_redis(data_dir, redis_url) as url:
+        os.environ["REDISOLAR_REDIS_URL"] = url  # for this process and the workers
         services = cli.services()
         count = services.sites.count()
         if count:
-            click.echo(f"Found {count} sites in {data_dir}: not loading the sample data.")
+            click.echo(
+                f"Found {count} sites in {url if redis_url else data_dir}: not loading the sample data."
+            )
         else:
             plan = _plan(5, 7, 60, "auto", None)
             _load_with_progress(services, plan, 2000)
@@ -508,6 +523,26 @@ def demo(
             server, host, port, workers, threads, log_level, access_log, DEMO_GRACEFUL_TIMEOUT
         )
         _run_server(cli, serving, cli.create_app(), on_ready=lambda: _banner(base))
+
+
+@contextmanager
+def _demo_redis(data_dir: Path, redis_url: str | None) -> Iterator[str]:
+    """The URL of the demo's Redis: ``redis_url``; under ``REDISOLAR_REDIS_CLUSTER=true`` the
+    configured ``REDISOLAR_REDIS_URL`` (a demo does not start a cluster); else an embedded server's."""
+    cluster = os.environ.get("REDISOLAR_REDIS_CLUSTER", "").strip().lower() in ("true", "yes", "on", "1")
+    external = redis_url or (os.environ.get("REDISOLAR_REDIS_URL") if cluster else None)
+    if cluster and not external:
+        raise click.ClickException(
+            "REDISOLAR_REDIS_CLUSTER=true: give the cluster with --redis-url or REDISOLAR_REDIS_URL"
+        )
+    if external:
+        click.echo(
+            f"Redis{' Cluster' if cluster else ''} at {redact_url(external)} (not starting an embedded one)"
+        )
+        yield external
+        return
+    with _embedded_redis(data_dir) as server:
+        yield server.url
 
 
 @contextmanager
