@@ -26,6 +26,7 @@ from werkzeug.serving import make_server
 from redisolar.app import create_app, get_services
 from redisolar.sample_data import load_plan, plan_sample_data
 from tests.conftest import BackendServer, in_ci
+from tests.test_api_site_pages import FLEET, bulk_write
 
 pytestmark = [pytest.mark.core, pytest.mark.parametrize("backend_server", ["core"], indirect=True)]
 
@@ -206,8 +207,15 @@ def test_fleet_page_map_tiles_and_leaderboards(open_page: Any, base_url: str) ->
     assert marker_ids == sorted(site["id"] for site in sites)
     for site in sites:
         marker = page.locator(f'#map a.marker[data-site-id="{site["id"]}"]')
-        assert site["city"] in (marker.get_attribute("aria-label") or "")
+        assert f"Site {site['id']} (" in (marker.get_attribute("aria-label") or "")
         assert marker.get_attribute("href") == f"/sites/{site['id']}"
+    assert page.locator("#map-note").get_attribute("data-truncated") == "false"
+    # the fleet list: one page of them, by id, with their names
+    page.wait_for_selector("#site-rows tr[data-site-id]")
+    rows = page.eval_on_selector_all("#site-rows tr", "rows => rows.map(r => Number(r.dataset.siteId))")
+    assert rows == [site["id"] for site in sites]
+    assert sites[3]["address"] in page.locator('#site-rows tr[data-site-id="4"]').inner_text()
+    assert page.locator("#list-next").is_disabled()
 
     page.wait_for_function("() => document.querySelector('[data-key=total_sites]').dataset.value === '5'")
     summary = api(base_url, "/analytics/summary")["summary"]
@@ -242,7 +250,7 @@ def test_site_page_from_the_map_charts_match_the_api(open_page: Any, base_url: s
     tab = open_page(viewport={"width": 1280, "height": 900})
     page = tab.page
     page.goto(f"{base_url}/dashboard")
-    page.get_by_role("link", name="Site 4: 321 Renewable Road").click()
+    page.locator('#map a.marker[data-site-id="4"]').click()
     page.wait_for_url(f"{base_url}/sites/4")
     wait_for_charts(page)
     page.wait_for_function("() => document.querySelector('#site-title').textContent.includes('Solar City')")
@@ -378,5 +386,57 @@ def test_under_required_keys_the_dashboard_asks_once_and_sends_the_key_as_a_head
         page.reload()
         form.wait_for(state="visible")
         assert "refused" in form.inner_text()
+    finally:
+        tab.context.close()
+
+
+# -- a large fleet ----------------------------------------------------------------------------------------
+@pytest.fixture
+def big_fleet_url(backend_server: BackendServer, client: redis.Redis) -> Iterator[str]:
+    """A live server on 100,000 sites written in bulk (no readings)."""
+    server = backend_server.server
+    app = create_app(
+        "test",
+        {
+            "TESTING": True,
+            "REDIS_URL": f"redis://{server.host}:{server.port}/0",
+            "DASHBOARD_REFRESH_MS": 5000,
+        },
+    )
+    services = get_services(app)
+    bulk_write(services.redis, services.keys, FLEET)
+    yield from _serve(app)
+
+
+def test_at_100000_sites_the_fleet_page_asks_for_what_it_draws(browser: Any, big_fleet_url: str) -> None:
+    tab = Page(browser, big_fleet_url, viewport={"width": 1280, "height": 900})
+    try:
+        page = tab.page
+        answers: list[tuple[str, int]] = []
+        page.on("requestfinished", lambda r: answers.append((r.url, r.sizes()["responseBodySize"])))
+        page.goto(f"{big_fleet_url}/dashboard")
+        note = page.locator("#map-note")
+        page.wait_for_selector('#map-note[data-truncated="true"]')
+        markers = page.locator("#map a.marker").count()
+        assert markers == int(note.get_attribute("data-count") or 0) == 500
+        assert "zoom in" in note.inner_text()
+        page.wait_for_selector("#site-rows tr[data-site-id]")
+        assert page.locator("#site-rows tr").count() == 10
+        page.click("#list-next")
+        page.wait_for_selector('#site-rows tr[data-site-id="11"]')
+        assert page.locator("#list-first").is_enabled()
+
+        for _ in range(5):  # 1/32 of the US view: about a hundred sites of the 0.15 x 0.1 degree grid
+            page.click("#map-in")
+        page.wait_for_selector('#map-note[data-truncated="false"]')
+        shown = int(note.get_attribute("data-count") or 0)
+        assert 0 < shown < 500 and page.locator("#map a.marker").count() == shown
+        tab.screenshot("fleet-100000-sites")
+
+        api_answers = [(url, size) for url, size in answers if "/api/" in url]
+        assert any("/api/sites/map?" in url for url, _ in api_answers)
+        assert all("/api/sites?" not in url or "limit=10" in url for url, _ in api_answers)
+        assert max(size for _, size in api_answers) < 60_000, api_answers
+        assert tab.errors == []
     finally:
         tab.context.close()

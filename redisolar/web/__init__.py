@@ -10,6 +10,13 @@ SVG and polls for fresh data. No CDN, no build step, no inline scripts (the page
 - ``GET /dashboard``: the fleet page whatever the ``Accept``;
 - ``GET /sites/<id>``: a site's page.
 
+The fleet page never asks for the whole fleet: its map asks ``GET /api/sites/map`` for the sites of
+the view it draws (at most 500, on load, on each poll and after each move or zoom), and its list pages
+through ``GET /api/sites?limit=10`` following the ``Link`` header. Decision for a view holding more
+sites than it may draw: draw the 500 the API spreads over the view and say "Showing 500 sites spread
+over this view; it holds more: zoom in to see them all" (clusters with counts would need a count per
+area, which no read bounded by the page can give). Markers show their ids only when 40 or fewer.
+
 Config: ``DASHBOARD_REFRESH_MS`` (default 7000), how often an open page polls the API;
 ``DASHBOARD_API_BASE`` (default ``/api``), where the pages find the API.
 """

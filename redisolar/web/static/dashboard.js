@@ -101,6 +101,11 @@
   }
 
   async function api(path) {
+    return (await apiFetch(path)).data;
+  }
+
+  // The JSON body and the response (for its headers, e.g. Link).
+  async function apiFetch(path) {
     const headers = { Accept: "application/json" };
     const key = storedKey();
     if (key) headers["X-API-Key"] = key;
@@ -128,7 +133,19 @@
       }
       throw new ApiError(response.status, message);
     }
-    return data;
+    return { data, response };
+  }
+
+  // The cursor of a `Link: <URL>; rel="next"` header (RFC 8288), or null on the last page.
+  function nextCursor(response) {
+    const link = response.headers.get("Link") || "";
+    const match = /<([^>]*)>\s*;\s*rel="?next"?/.exec(link);
+    if (!match) return null;
+    try {
+      return new URL(match[1], window.location.href).searchParams.get("cursor");
+    } catch (err) {
+      return null;
+    }
   }
 
   // -- status and the "API down" alert --------------------------------------------------------------
@@ -234,65 +251,107 @@
     [-122.8, 48.5], [-124.7, 48.4],
   ];
   const US_BOUNDS = { west: -126, east: -65, south: 24, north: 50 };
+  const WORLD = { west: -180, east: 180, south: -85, north: 85 };
+  const MAP_LIMIT = 500; // markers per view: GET /sites/map answers at most this many, spread over the view
+  const LABELLED = 40; // with at most this many markers, each shows its id
+  const MAP_WIDTH = 1000;
 
-  function drawMap(container, sites) {
-    const located = sites.filter((x) => x.coordinate && Number.isFinite(x.coordinate.lat));
-    const b = { ...US_BOUNDS };
-    for (const x of located) {
-      b.west = Math.min(b.west, x.coordinate.lng - 2);
-      b.east = Math.max(b.east, x.coordinate.lng + 2);
-      b.south = Math.min(b.south, x.coordinate.lat - 2);
-      b.north = Math.max(b.north, x.coordinate.lat + 2);
-    }
-    const k = Math.cos((((b.north + b.south) / 2) * Math.PI) / 180); // equirectangular, true at mid-latitude
-    const width = 1000;
-    const scale = width / ((b.east - b.west) * k);
-    const height = Math.round((b.north - b.south) * scale);
-    const x = (lng) => (lng - b.west) * k * scale;
-    const y = (lat) => (b.north - lat) * scale;
+  // The map shows one view (west/south/east/north, degrees) and asks the API for the sites of that view
+  // only: GET /sites/map?bbox=...&limit=MAP_LIMIT. A view holding more answers `truncated`, and the map
+  // says "showing N of more: zoom in" (decision: a sample spread over the view plus that note, rather
+  // than clusters, which would need a count per area that no bounded read gives).
+  function clampView(v) {
+    const width = Math.min(WORLD.east - WORLD.west, Math.max(0.01, v.east - v.west));
+    const height = Math.min(WORLD.north - WORLD.south, Math.max(0.01, v.north - v.south));
+    const west = Math.min(WORLD.east - width, Math.max(WORLD.west, v.west));
+    const south = Math.min(WORLD.north - height, Math.max(WORLD.south, v.south));
+    return { west, south, east: west + width, north: south + height };
+  }
+  function zoomView(v, factor, lng, lat) {
+    const cx = lng === undefined ? (v.west + v.east) / 2 : lng;
+    const cy = lat === undefined ? (v.south + v.north) / 2 : lat;
+    return clampView({
+      west: cx - (cx - v.west) * factor, east: cx + (v.east - cx) * factor,
+      south: cy - (cy - v.south) * factor, north: cy + (v.north - cy) * factor,
+    });
+  }
+  function bboxParam(v) {
+    return [v.west, v.south, v.east, v.north].map((n) => n.toFixed(4)).join(",");
+  }
+  function projection(v) {
+    const k = Math.cos((((v.north + v.south) / 2) * Math.PI) / 180); // equirectangular, true at mid-latitude
+    const scale = MAP_WIDTH / ((v.east - v.west) * k);
+    const height = Math.max(200, Math.min(1000, Math.round((v.north - v.south) * scale)));
+    const sy = height / (v.north - v.south);
+    return {
+      height,
+      x: (lng) => (lng - v.west) * k * scale,
+      y: (lat) => (v.north - lat) * sy,
+      lng: (px) => v.west + px / (k * scale),
+      lat: (py) => v.north - py / sy,
+    };
+  }
 
+  function drawMap(container, view, data) {
+    const sites = (data && Array.isArray(data.sites) ? data.sites : []).filter(
+      (x) => Number.isFinite(x.lat) && Number.isFinite(x.lng)
+    );
+    const p = projection(view);
     const svg = s("svg", {
-      viewBox: `0 0 ${width} ${height}`,
+      viewBox: `0 0 ${MAP_WIDTH} ${p.height}`,
       class: "map-svg",
       role: "group",
-      "aria-label": `Map of ${located.length} sites`,
+      "aria-label": `Map of ${sites.length} sites${data && data.truncated ? " (more in this view: zoom in)" : ""}`,
+      "data-bbox": bboxParam(view),
     });
     const grid = s("g", { class: "grid", "aria-hidden": "true" });
-    for (let lng = Math.ceil(b.west / 10) * 10; lng <= b.east; lng += 10) {
-      grid.append(s("line", { x1: x(lng), x2: x(lng), y1: 0, y2: height }));
-      grid.append(s("text", { x: x(lng) + 4, y: height - 6, text: `${Math.abs(lng)}°W` }));
+    const span = view.east - view.west;
+    const stepLng = span > 60 ? 10 : span > 12 ? 5 : span > 3 ? 1 : 0.25;
+    const stepLat = stepLng / 2;
+    for (let lng = Math.ceil(view.west / stepLng) * stepLng; lng <= view.east; lng += stepLng) {
+      grid.append(s("line", { x1: p.x(lng), x2: p.x(lng), y1: 0, y2: p.height }));
+      grid.append(s("text", { x: p.x(lng) + 4, y: p.height - 6, text: `${Math.abs(+lng.toFixed(2))}°${lng < 0 ? "W" : "E"}` }));
     }
-    for (let lat = Math.ceil(b.south / 5) * 5; lat <= b.north; lat += 5) {
-      grid.append(s("line", { x1: 0, x2: width, y1: y(lat), y2: y(lat) }));
-      grid.append(s("text", { x: 4, y: y(lat) - 4, text: `${lat}°N` }));
+    for (let lat = Math.ceil(view.south / stepLat) * stepLat; lat <= view.north; lat += stepLat) {
+      grid.append(s("line", { x1: 0, x2: MAP_WIDTH, y1: p.y(lat), y2: p.y(lat) }));
+      grid.append(s("text", { x: 4, y: p.y(lat) - 4, text: `${Math.abs(+lat.toFixed(2))}°${lat < 0 ? "S" : "N"}` }));
     }
-    const outline = US_OUTLINE.map(([lng, lat], i) => `${i ? "L" : "M"}${x(lng).toFixed(1)},${y(lat).toFixed(1)}`);
+    const outline = US_OUTLINE.map(([lng, lat], i) => `${i ? "L" : "M"}${p.x(lng).toFixed(1)},${p.y(lat).toFixed(1)}`);
     svg.append(s("path", { class: "land", d: outline.join("") + "Z", "aria-hidden": "true" }));
     svg.append(grid);
 
-    const maxCapacity = Math.max(1, ...located.map((site) => Number(site.capacity) || 0));
-    const markers = s("g", { class: "markers" });
-    for (const site of [...located].sort((a, c) => c.capacity - a.capacity)) {
-      const cx = x(site.coordinate.lng);
-      const cy = y(site.coordinate.lat);
-      const r = 7 + 11 * Math.sqrt((Number(site.capacity) || 0) / maxCapacity);
-      const name = `Site ${site.id}: ${siteName(site)} (${fmt(site.capacity, 1)} kW)`;
+    const labelled = sites.length <= LABELLED;
+    const maxCapacity = Math.max(1, ...sites.map((site) => Number(site.capacity) || 0));
+    const markers = s("g", { class: labelled ? "markers" : "markers dense" });
+    for (const site of [...sites].sort((a, c) => (c.capacity || 0) - (a.capacity || 0))) {
+      const cx = p.x(site.lng);
+      const cy = p.y(site.lat);
+      const r = (labelled ? 7 : 2.5) + (labelled ? 11 : 4) * Math.sqrt((Number(site.capacity) || 0) / maxCapacity);
+      const name = `Site ${site.id} (${fmt(site.capacity, 1)} kW)`;
       markers.append(
         s(
           "a",
           { href: siteUrl(site.id), class: "marker", "data-site-id": site.id, "aria-label": name },
           s("title", { text: name }),
-          s("circle", { cx, cy, r }),
-          s("text", { x: cx, y: cy + 4, class: "marker-id", "aria-hidden": "true", text: String(site.id) }),
-          s("text", { x: cx + r + 4, y: cy + 4, class: "marker-label", "aria-hidden": "true", text: site.city })
+          s("circle", { cx: cx.toFixed(1), cy: cy.toFixed(1), r: r.toFixed(1) }),
+          labelled ? s("text", { x: cx, y: cy + 4, class: "marker-id", "aria-hidden": "true", text: String(site.id) }) : null
         )
       );
     }
     svg.append(markers);
+    const note = !sites.length
+      ? "No sites in this view."
+      : data.truncated
+        ? `Showing ${fmt(sites.length)} sites spread over this view; it holds more: zoom in to see them all.`
+        : `${fmt(sites.length)} site${sites.length === 1 ? "" : "s"} in this view.`;
     container.replaceChildren(svg);
-    if (located.length < sites.length) {
-      container.append(h("p", { class: "hint", text: `${sites.length - located.length} site(s) without coordinates.` }));
+    const status = document.getElementById("map-note");
+    if (status) {
+      status.textContent = note;
+      status.dataset.truncated = String(Boolean(data && data.truncated));
+      status.dataset.count = String(sites.length);
     }
+    return p;
   }
 
   function sitesOf(data) {
@@ -329,12 +388,64 @@
   }
 
   // -- fleet page ------------------------------------------------------------------------------------
+  // -- the fleet list: a page of sites at a time (GET /sites?limit=&cursor=, next page from the Link header) --
+  const LIST_LIMIT = 10;
+
+  function siteRows(sites) {
+    return sites.map((site) =>
+      h(
+        "tr",
+        { "data-site-id": site.id },
+        h("td", { class: "num", text: String(site.id) }),
+        h("td", {}, h("a", { href: siteUrl(site.id), text: `Site ${site.id}` }), h("span", { class: "sub", text: siteName(site) })),
+        h("td", { class: "num", text: fmt(site.capacity, 1) + " kW" })
+      )
+    );
+  }
+
+  function fleetList() {
+    const body = document.getElementById("site-rows");
+    const first = document.getElementById("list-first");
+    const next = document.getElementById("list-next");
+    const where = document.getElementById("list-where");
+    let cursor = null; // where the shown page starts (null: the first page)
+    let following = null; // the cursor of the page after it, from its Link header
+    let page = 1;
+
+    async function refresh() {
+      const query = new URLSearchParams({ limit: String(LIST_LIMIT) });
+      if (cursor !== null) query.set("cursor", cursor);
+      const shown = cursor;
+      const { data, response } = await apiFetch(`/sites?${query}`);
+      if (shown !== cursor) return; // the user moved meanwhile
+      const sites = sitesOf(data);
+      following = nextCursor(response);
+      body.replaceChildren(...(sites.length ? siteRows(sites) : [h("tr", {}, h("td", { colspan: 3, class: "empty", text: "No sites yet." }))]));
+      body.dataset.cursor = cursor === null ? "" : cursor;
+      next.disabled = following === null;
+      first.disabled = cursor === null;
+      where.textContent = sites.length ? `Page ${page}: sites ${sites[0].id} to ${sites[sites.length - 1].id}` : "";
+    }
+    function go(to, number) {
+      cursor = to;
+      page = number;
+      refresh().catch((err) => (isOutage(err) ? apiDown(err) : console.warn(err)));
+    }
+    next.addEventListener("click", () => following !== null && go(following, page + 1));
+    first.addEventListener("click", () => go(null, 1));
+    return refresh;
+  }
+
+  // -- fleet page ------------------------------------------------------------------------------------
   function fleetPage() {
     const summary = document.getElementById("summary");
     const map = document.getElementById("map");
     const panel = document.getElementById("board-panel");
     let board = "capacity";
+    let view = clampView(US_BOUNDS);
+    let proj = null;
     let mapKey = "";
+    let asked = ""; // the bbox of the newest map request
 
     const formats = {
       total_sites: (v) => fmt(v),
@@ -352,8 +463,20 @@
       panel.dataset.board = type;
     }
 
-    async function refresh() {
-      const [sum, sites] = await Promise.all([api("/analytics/summary"), api("/sites")]);
+    async function refreshMap() {
+      const bbox = bboxParam(view);
+      const shown = view;
+      asked = bbox;
+      const data = await api(`/sites/map?bbox=${bbox}&limit=${MAP_LIMIT}`);
+      if (asked !== bbox) return; // the view moved meanwhile; a newer request draws it
+      const key = bbox + JSON.stringify(data);
+      if (key === mapKey) return;
+      mapKey = key;
+      proj = drawMap(map, shown, data);
+    }
+
+    async function refreshSummary() {
+      const sum = await api("/analytics/summary");
       const values = (sum && sum.summary) || sum || {};
       for (const tile of summary.querySelectorAll(".tile")) {
         const key = tile.dataset.key;
@@ -361,15 +484,53 @@
         tile.querySelector(".value").textContent = formats[key](value);
         tile.dataset.value = value === undefined ? "" : value;
       }
-      const list = sitesOf(sites);
-      const key = JSON.stringify(list.map((x) => [x.id, x.capacity, x.coordinate, x.city]));
-      if (key !== mapKey) {
-        mapKey = key;
-        if (list.length) drawMap(map, list);
-        else map.replaceChildren(h("p", { class: "empty", text: "No sites yet." }));
-      }
-      await refreshBoard();
     }
+
+    const refreshList = fleetList();
+    async function refresh() {
+      await Promise.all([refreshSummary(), refreshMap(), refreshList(), refreshBoard()]);
+    }
+
+    // Moving the view asks for its sites (after the user pauses: one request per gesture, not per frame).
+    let moveTimer = null;
+    function moveTo(next) {
+      view = clampView(next);
+      if (proj) map.querySelector("svg").setAttribute("data-bbox", bboxParam(view));
+      clearTimeout(moveTimer);
+      moveTimer = setTimeout(() => refreshMap().catch((err) => (isOutage(err) ? apiDown(err) : console.warn(err))), 150);
+    }
+    document.getElementById("map-in").addEventListener("click", () => moveTo(zoomView(view, 0.5)));
+    document.getElementById("map-out").addEventListener("click", () => moveTo(zoomView(view, 2)));
+    document.getElementById("map-reset").addEventListener("click", () => moveTo(US_BOUNDS));
+    function pointAt(event) {
+      const svg = map.querySelector("svg");
+      if (!svg || !proj) return null;
+      const box = svg.getBoundingClientRect();
+      const px = ((event.clientX - box.left) / box.width) * MAP_WIDTH;
+      const py = ((event.clientY - box.top) / box.height) * proj.height;
+      return { lng: proj.lng(px), lat: proj.lat(py) };
+    }
+    map.addEventListener("wheel", (event) => {
+      const at = pointAt(event);
+      if (!at) return;
+      event.preventDefault();
+      moveTo(zoomView(view, event.deltaY < 0 ? 0.8 : 1.25, at.lng, at.lat));
+    }, { passive: false });
+    let drag = null;
+    map.addEventListener("pointerdown", (event) => {
+      if (event.target.closest("a")) return; // a marker opens its site
+      const at = pointAt(event);
+      if (at) drag = { at, view };
+    });
+    window.addEventListener("pointerup", () => (drag = null));
+    map.addEventListener("pointermove", (event) => {
+      if (!drag || !(event.buttons & 1)) return;
+      const at = pointAt(event);
+      if (!at) return;
+      const dx = drag.at.lng - at.lng;
+      const dy = drag.at.lat - at.lat;
+      moveTo({ west: drag.view.west + dx, east: drag.view.east + dx, south: drag.view.south + dy, north: drag.view.north + dy });
+    });
 
     const poke = poll(refresh);
     setupTabs(document.querySelector(".tabs"), (type) => {
