@@ -6,8 +6,8 @@ them is one ``HGETALL``, O(states), whatever the fleet size.
 
 Capacities are floats (kW, 1e-6 to 1e7, see :class:`~redisolar.models.site.Site`), and a float running
 sum drifts with every change. Instead a capacity ``c`` is kept as the integer ``N = c × 2**80``, exact
-for every double at or above 2**-27 kW (below ``MIN_CAPACITY_KW``: 1e-6 ≈ 2**-19.9, whose lowest
-mantissa bit is 2**-72), split in three limbs of 35 bits (``N < 1e7 × 2**80 < 2**104``), each summed
+for every capacity the model allows (the lowest mantissa bit of 1e-6 ≈ 2**-19.9 is 2**-72), split
+in three limbs of 35 bits (``N < 1e7 × 2**80 < 2**104``), each summed
 with ``HINCRBY`` (exact 64-bit integers: 2**28 sites before one could overflow). The total read back is
 ``sum(N) / 2**80`` rounded once by Python's integer division: exactly ``math.fsum`` of the capacities.
 """
