@@ -4,7 +4,7 @@
 #   make bench-http SMOKE=1                  # the same, 1 run of 2 s each, figures into /tmp (proves the tooling)
 #   make bench-routes ROUTES_ARGS="--routes summary,health --rounds 3"
 #   make bench-fleet BASELINE=../shared/reference/seed-design BENCH_ARGS="--sites 2000 --mixed-seconds 30"
-.PHONY: bench-http bench-routes bench-batch bench-auth bench-fleet bench-report
+.PHONY: bench-http bench-routes bench-batch bench-auth bench-fleet bench-report bench-capacity
 
 # The baseline of the HTTP comparisons: BASELINE if given, else the seed design beside this checkout.
 SEED_DESIGN := $(wildcard ../shared/reference/seed-design)
@@ -35,3 +35,7 @@ bench-report: env  ## docs/benchmarks.md from artifacts/bench-*.json (kept in do
 
 bench-fleet: env redis-stack  ## 10,000-site fleet: load, memory, read latency, mixed load (BASELINE=dir too)
 	$(BIN)/python -m bench.fleet $(if $(BASELINE),--baseline $(BASELINE),) $(BENCH_ARGS)
+
+CAPACITY_ARGS ?=
+bench-capacity: env redis-stack  ## the capacity plan's figures (docs/capacity.md): memory per sample, CPU per reading, per key, per dashboard poll
+	$(SMOKE_ENV) $(BIN)/python -m bench.capacity $(if $(SMOKE),--rounds 1 --sites 20 --days 0.5 --posts 100 --split 60 --requests 5,) $(CAPACITY_ARGS)
