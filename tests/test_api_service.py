@@ -174,7 +174,7 @@ def test_unexpected_errors_are_a_generic_500(
 def test_redis_errors_that_are_not_outages_are_500(
     app: Flask, http: FlaskClient, client: redis.Redis
 ) -> None:
-    client.set("ru102py-app:sites:ids", "not a sorted set")  # WRONGTYPE for the sites routes
+    client.set("ru102py-app:sites:{sites}:stats", "not a hash")  # WRONGTYPE for the sites stats
     response = http.get("/api/sites/stats")
     assert response.status_code == 500
     assert response.get_json() == {"error": "Internal server error", "details": None}
