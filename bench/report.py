@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.harness import ROOT, artifacts_dir
 
-NAMES = ("routes", "http", "http-auth", "fleet")
+NAMES = ("routes", "http", "http-auth", "fleet", "cluster")
 MIN_ROUNDS = 3  # issue 11: a figure is the median of at least 3 alternating runs
 
 
@@ -269,11 +269,146 @@ def _latency_rows(streams: dict[str, Any], prefix: str) -> list[list[Any]]:
     ]
 
 
+def cluster_section(data: dict[str, Any]) -> str:
+    """One node beside a 3-master cluster (and one with replicas and ``DURABILITY=replicated``):
+    per backend a table of routes × stores, then what the POST runs predict per added shard."""
+    cfg = data["config"]
+    intro = (
+        "## Redis Cluster: one node beside 3 masters (`bench/cluster.py`)\n\n"
+        f"Per backend, three stores from the same binary, each loaded with `redisolar load --sites "
+        f"{cfg['sites']} --days 2 --seed 1 --yes` and served by its own `redisolar serve` ({_servers(cfg)}): "
+        "`single` (one node), `cluster` (3 masters, `REDIS_CLUSTER=true`), `cluster+replicas` (3 masters "
+        "with a replica each, `DURABILITY=replicated`). The load generator of the per-route table, "
+        f"{cfg['connections']} connections, one route at a time; {cfg['rounds']} timed runs of "
+        f"{cfg['seconds']:g} s per route and store, alternating. Requests/s: median (min–max); latencies: "
+        "medians of the runs' p50 and p99. Redis CPU: `INFO` `used_cpu_user + used_cpu_sys` deltas of "
+        "every node per answered request, summed over the primaries + over the replicas; ops/s per "
+        "primary: `INFO commandstats` calls (those run inside Lua scripts included, `INFO` excluded); "
+        "API CPU: `redisolar serve`'s process tree per request. On 2 cores the three masters, the API "
+        "and the client share the cores, so requests/s cannot show scaling: the CPU per request is "
+        "what carries over to a host per shard.\n\n"
+        + provenance(data, "make bench-cluster", cfg["rounds"], cfg["seconds"])
+    )
+    parts = [intro]
+    for backend, result in data["results"].items():
+        parts.append(f"### {backend}\n\n" + md_table(_CLUSTER_HEADERS, _cluster_rows(result["routes"])))
+    predictions = {b: r["prediction"] for b, r in data["results"].items() if "prediction" in r}
+    if predictions:
+        parts.append(_cluster_prediction(predictions))
+    return "\n\n".join(parts)
+
+
+_CLUSTER_HEADERS = (
+    "route",
+    "store",
+    "req/s",
+    "p50 / p99 ms",
+    "Redis CPU µs/req (primaries + replicas)",
+    "ops/s per primary",
+    "API CPU µs/req",
+    "errors",
+    "other cores (median, max)",
+)
+
+
+def _cluster_rows(routes: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for name, by_store in routes.items():
+        for label, s in by_store.items():
+            replicas = s["replica_cpu_us_per_request"]["median"]
+            primaries = [n for n in s["nodes"] if n["role"] == "master"]
+            rows.append(
+                [
+                    name,
+                    label,
+                    _rps(s),
+                    _latency(s),
+                    num(s["primary_cpu_us_per_request"]["median"])
+                    + (f" + {num(replicas)}" if replicas else ""),
+                    " / ".join(num(n["ops_per_s"]) for n in primaries),
+                    num(s["api_cpu_us_per_request"]["median"]),
+                    s["errors"],
+                    f"{s['other_cores']['median']:.2f}, {s['other_cores']['max']:.2f}",
+                ]
+            )
+    return rows
+
+
+def _cluster_prediction(predictions: dict[str, Any]) -> str:
+    """What the POST runs predict: every figure is 1e6 / (CPU µs per reading)."""
+    rows = []
+    for backend, p in predictions.items():
+        api = p.get("api_readings_per_s_per_core") or {}
+        rows.append(
+            [
+                backend,
+                num(p["single_node_readings_per_s_at_one_core"]),
+                f"{p['cluster_cpu_over_single']:.2f}×",
+                num(p["readings_per_s_per_added_shard_at_one_core"]),
+                f"{p['busiest_primary_share']:.0%}",
+                num(p["three_masters_readings_per_s_at_one_core_each"]),
+                " / ".join(num(api[k]) for k in ("single", "cluster") if k in api) or "–",
+            ]
+        )
+    text = (
+        "### What it predicts per added shard (from the POST runs)\n\n"
+        "Readings/s = 10⁶ / (Redis CPU µs per reading). *Per added shard*: the masters' CPU per reading "
+        "summed, i.e. what each master at one core adds when the work spreads evenly over the slots; "
+        "*3 masters*: where this cluster stops, its busiest master at one core (the slots every reading "
+        "of the hour touches, `{lb:DAY}` and `{fh:HOUR}`, sit on one master each; docs/capacity.md "
+        "follows them per key). Measured with each node at a fraction of a core: a saturated Redis "
+        "handles more commands per event-loop pass, so these are likely lower bounds. The API is the "
+        "other term: "
+        "readings/s per API core (`single` / `cluster`).\n\n"
+        + md_table(
+            [
+                "backend",
+                "one node, 1 core",
+                "cluster CPU / single",
+                "per added shard, 1 core",
+                "busiest master's share",
+                "3 masters, 1 core each",
+                "API readings/s per core",
+            ],
+            rows,
+        )
+    )
+    durable = [[b, p["replicated"]] for b, p in predictions.items() if "replicated" in p]
+    if durable:
+        text += (
+            "\n\n`DURABILITY=replicated` (`WAIT 1` after each write's round trip) against `cluster`, "
+            "single-reading POSTs:\n\n"
+            + md_table(
+                [
+                    "backend",
+                    "req/s ratio",
+                    "p50 added ms",
+                    "primaries' CPU ratio",
+                    "replicas' CPU µs/reading",
+                    "per added shard (master at 1 core)",
+                ],
+                (
+                    [
+                        b,
+                        f"{r['requests_per_s_ratio']:.2f}×",
+                        f"{r['p50_ms_added']:+.1f}",
+                        f"{r['primary_cpu_ratio']:.2f}×",
+                        num(r["replica_cpu_us_per_reading"]),
+                        num(r["readings_per_s_per_added_shard_at_one_core"]),
+                    ]
+                    for b, r in durable
+                ),
+            )
+        )
+    return text
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "routes": routes_section,
     "http": batch_section,
     "http-auth": auth_section,
     "fleet": fleet_section,
+    "cluster": cluster_section,
 }
 
 

@@ -4,7 +4,8 @@
 #   make bench-http SMOKE=1                  # the same, 1 run of 2 s each, figures into /tmp (proves the tooling)
 #   make bench-routes ROUTES_ARGS="--routes summary,health --rounds 3"
 #   make bench-fleet BASELINE=../shared/reference/seed-design BENCH_ARGS="--sites 2000 --mixed-seconds 30"
-.PHONY: bench-http bench-routes bench-batch bench-auth bench-fleet bench-report bench-capacity
+#   make bench-cluster CLUSTER_ARGS="--backends redistimeseries"   # one node vs 3 masters; then docs/benchmarks.md
+.PHONY: bench-http bench-routes bench-batch bench-auth bench-fleet bench-report bench-capacity bench-cluster
 
 # The baseline of the HTTP comparisons: BASELINE if given, else the seed design beside this checkout.
 SEED_DESIGN := $(wildcard ../shared/reference/seed-design)
@@ -39,3 +40,8 @@ bench-fleet: env redis-stack  ## 10,000-site fleet: load, memory, read latency, 
 CAPACITY_ARGS ?=
 bench-capacity: env redis-stack  ## the capacity plan's figures (docs/capacity.md): memory per sample, CPU per reading, per key, per dashboard poll
 	$(SMOKE_ENV) $(BIN)/python -m bench.capacity $(if $(SMOKE),--rounds 1 --sites 20 --days 0.5 --posts 100 --split 60 --requests 5,) $(CAPACITY_ARGS)
+
+CLUSTER_ARGS ?=
+bench-cluster: env redis-stack  ## one Redis node vs a 3-master cluster (and with replicas + DURABILITY=replicated): req/s, per-shard ops/s, Redis CPU per reading; then docs/benchmarks.md
+	$(SMOKE_ENV) $(BIN)/python -m bench.cluster $(SMOKE_ARGS) $(SMOKE_RETRIES) $(CLUSTER_ARGS)
+	$(BIN)/python -m bench.report $(REPORT_ARGS)
