@@ -31,20 +31,27 @@ from redisolar.models.site import Coordinate, MeterReading, Site
 from redisolar.services import Services
 from redisolar.services.ingest import ingest_readings
 from redisolar.timeutil import MS_PER_DAY, from_ms, to_ms, utcnow
+from redisolar.timezones import derived_timezone
 
 Profile = Literal["seed", "clear-sky"]
 PROFILES: tuple[str, ...] = ("auto", "seed", "clear-sky")
 MS_PER_MINUTE = 60_000
 DEFAULT_BATCH_SIZE = 2000
 
-# -- the seed's Step 9 sites, exactly ----------------------------------------------------------------
+# -- the seed's Step 9 sites, exactly, with the zones of their coordinates (tests/test_sample_data.py
+# checks them against redisolar.timezones; written out so that importing this module looks nothing up)
 SEED_SITES: tuple[Site, ...] = (
-    Site(1, 4.5, 12, "123 Solar Street", "Sunnyville", "CA", "90210", Coordinate(34.0522, -118.2437)),
-    Site(2, 6.0, 20, "456 Energy Avenue", "Power City", "TX", "75001", Coordinate(32.7767, -96.7970)),
-    Site(3, 3.2, 8, "789 Green Way", "Eco Town", "FL", "33101", Coordinate(25.7617, -80.1918)),
-    Site(4, 7.8, 26, "321 Renewable Road", "Solar City", "AZ", "85001", Coordinate(33.4484, -112.0740)),
-    Site(5, 2.1, 6, "654 Clean Lane", "Green Valley", "OR", "97201", Coordinate(45.5152, -122.6784)),
-)
+    Site(1, 4.5, 12, "123 Solar Street", "Sunnyville", "CA", "90210", Coordinate(34.0522, -118.2437),
+         "America/Los_Angeles"),
+    Site(2, 6.0, 20, "456 Energy Avenue", "Power City", "TX", "75001", Coordinate(32.7767, -96.7970),
+         "America/Chicago"),
+    Site(3, 3.2, 8, "789 Green Way", "Eco Town", "FL", "33101", Coordinate(25.7617, -80.1918),
+         "America/New_York"),
+    Site(4, 7.8, 26, "321 Renewable Road", "Solar City", "AZ", "85001", Coordinate(33.4484, -112.0740),
+         "America/Phoenix"),
+    Site(5, 2.1, 6, "654 Clean Lane", "Green Valley", "OR", "97201", Coordinate(45.5152, -122.6784),
+         "America/Los_Angeles"),
+)  # fmt: skip
 
 # -- US metro areas for the synthetic fleet: city, state, lat, lng, ZIP prefix, weight (solar adoption)
 METROS: tuple[tuple[str, str, float, float, str, int], ...] = (
@@ -136,7 +143,10 @@ def _synthetic_site(site_id: int, rng: random.Random) -> tuple[Site, int, float]
         round(lat + rng.uniform(-0.25, 0.25), 4), round(lng + rng.uniform(-0.30, 0.30), 4)
     )
     postal = f"{zip_prefix}{rng.randint(1, 99):02d}"
-    return Site(site_id, capacity, panels, street, city, state, postal, coordinate), region, usage
+    site = Site(
+        site_id, capacity, panels, street, city, state, postal, coordinate, derived_timezone(coordinate)
+    )
+    return site, region, usage
 
 
 def fleet_models(count: int, seed: int) -> list[SiteModel]:

@@ -105,6 +105,7 @@ OPTIONS: dict[str, Option] = {
     "RATE_LIMIT_WRITES": Option(str),
     "RATE_LIMIT_READS": Option(str),
     "TRUSTED_PROXIES": Option(int, low=0, high=10),
+    "DEFAULT_TIMEZONE": Option(str),
 }
 """Every key RediSolar reads from the Flask config (other Flask keys pass through untouched)."""
 
@@ -142,6 +143,8 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_WRITES": "600/minute",  # per API key, or per client address without a key; 0: none
     "RATE_LIMIT_READS": "1200/minute",
     "TRUSTED_PROXIES": 0,  # reverse proxies in front whose X-Forwarded-For is believed
+    # the IANA zone of a site without one whose coordinates give none (no coordinate): redisolar.timezones
+    "DEFAULT_TIMEZONE": "UTC",
 }
 
 
@@ -156,6 +159,7 @@ class Settings:
     retention_days: float = DEFAULTS["RETENTION_DAYS"]
     search_backend: str = DEFAULTS["SEARCH_BACKEND"]  # auto | redisearch | core
     summary_cache_seconds: float = DEFAULTS["SUMMARY_CACHE_SECONDS"]
+    default_timezone: str = DEFAULTS["DEFAULT_TIMEZONE"]
 
     @property
     def retention_ms(self) -> int:
@@ -309,4 +313,13 @@ def settings_from_config(config: Mapping[str, Any]) -> Settings:
         retention_days=config["RETENTION_DAYS"],
         search_backend=config["SEARCH_BACKEND"],
         summary_cache_seconds=config["SUMMARY_CACHE_SECONDS"],
+        default_timezone=_check_timezone(config["DEFAULT_TIMEZONE"]),
     )
+
+
+def _check_timezone(name: str) -> str:
+    from redisolar.localtime import is_timezone
+
+    if not is_timezone(name.strip()):
+        raise ConfigError(f"DEFAULT_TIMEZONE must be an IANA time zone name such as 'UTC', got {name!r}")
+    return name.strip()

@@ -60,7 +60,10 @@ def test_a_small_fleet_is_one_page_without_a_link(api: ApiCalls, http: FlaskClie
     create_sites(api, [5, 1, 3, 2, 4])
     response = http.get("/api/sites/")
     assert [site["id"] for site in response.get_json()] == [1, 2, 3, 4, 5]
-    assert response.get_json()[0] == api.site_body(1, capacity=1.0, coordinate={"lat": 30.1, "lng": -100.0})
+    first = api.site_body(
+        1, capacity=1.0, coordinate={"lat": 30.1, "lng": -100.0}, timezone="America/Chicago"
+    )
+    assert response.get_json()[0] == first
     assert "Link" not in response.headers
     exact = http.get("/api/sites/?limit=5")  # a page that ends exactly at the last site
     assert len(exact.get_json()) == 5 and "Link" not in exact.headers
@@ -221,7 +224,7 @@ def bulk_write(client: redis.Redis, keys: Any, count: int, chunk: int = 5000) ->
         for site_id in ids:
             lat, lng = grid_position(site_id)
             values = [str(site_id), repr(1.0 + site_id % 50), "10", f"{site_id} Grid Road", "Gridville", "CA",
-                      "90210", repr(lat), repr(lng)]  # fmt: skip
+                      "90210", repr(lat), repr(lng), "America/Los_Angeles"]  # fmt: skip
             pipe.hset(keys.site_key(site_id), mapping=dict(zip(SITE_FIELDS, values, strict=True)))
         pipe.zadd(keys.site_ids_key(), {str(i): i for i in ids})
         pipe.geoadd(

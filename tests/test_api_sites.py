@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 # -- success shapes --------------------------------------------------------------------------------
 def test_create_get_list(api: ApiCalls, http: FlaskClient) -> None:
     assert http.get("/api/sites/").get_json() == []
-    assert api.create_site(1) == api.site_body(1)
-    assert http.get("/api/sites/1").get_json() == api.site_body(1)
+    oakland = api.site_body(1, timezone="America/Los_Angeles")  # the zone of its coordinate
+    assert api.create_site(1) == oakland
+    assert http.get("/api/sites/1").get_json() == oakland
     api.create_site(2, coordinate=None)
     listed = http.get("/api/sites").get_json()  # without the trailing slash: no redirect
     assert [s["id"] for s in listed] == [1, 2]
@@ -40,7 +41,8 @@ def test_put_replaces_the_site(api: ApiCalls, http: FlaskClient) -> None:
     del body["id"]  # the path says which site
     response = http.put("/api/sites/1", json=body)
     assert response.status_code == 200
-    assert response.get_json() == api.site_body(1, capacity=7.0, city="Berkeley")
+    berkeley = api.site_body(1, capacity=7.0, city="Berkeley", timezone="America/Los_Angeles")
+    assert response.get_json() == berkeley
     assert http.put("/api/sites/1", json=api.site_body(1, capacity=7.0, panels=9)).get_json()["panels"] == 9
     board = http.get("/api/analytics/leaderboards/capacity").get_json()
     assert board["entries"][0]["score"] == 7.0
@@ -103,7 +105,8 @@ def test_search(api: ApiCalls, http: FlaskClient) -> None:
     assert ids("lat=37.8&lng=-122.2&radius_km=50") == [1, 2]
     page = http.get("/api/sites/search?limit=1&offset=1").get_json()
     assert page == {"sites": [api.site_body(2, state="CA", city="Berkeley", capacity=6.0, address="2 Oak Ave",
-                                        coordinate={"lat": 37.87, "lng": -122.27})],
+                                        coordinate={"lat": 37.87, "lng": -122.27},
+                                        timezone="America/Los_Angeles")],
                     "total": 3, "limit": 1, "offset": 1}  # fmt: skip
 
 

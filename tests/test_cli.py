@@ -26,7 +26,7 @@ from redisolar.timeutil import utcnow
 if TYPE_CHECKING:
     from conftest import BackendServer
 
-OTHER_SITE = Site(42, 9.9, 30, "42 Elsewhere Road", "Somewhere", "NV", "89101")
+OTHER_SITE = Site(42, 9.9, 30, "42 Elsewhere Road", "Somewhere", "NV", "89101", timezone="UTC")
 
 
 @pytest.fixture

@@ -16,12 +16,14 @@ from redisolar.sample_data import (
     SEED_SITES,
     check_retention,
     cos_zenith,
+    fleet_models,
     load_plan,
     plan_sample_data,
     solar_hour,
 )
 from redisolar.services import Services, Settings, build_services
 from redisolar.timeutil import to_ms, utcnow
+from redisolar.timezones import derived_timezone
 
 if TYPE_CHECKING:
     from conftest import BackendServer
@@ -46,14 +48,36 @@ def by_site(readings: list[MeterReading]) -> dict[int, list[MeterReading]]:
     return grouped
 
 
+SEED_ZONES = [
+    "America/Los_Angeles",
+    "America/Chicago",
+    "America/New_York",
+    "America/Phoenix",
+    "America/Los_Angeles",
+]
+
+
 # -- the seed's sample data ----------------------------------------------------------------------------
 def test_the_five_sites_are_the_seeds() -> None:
     expected = [
-        Site(i, c, p, a, city, st, pc, Coordinate(lat, lng))
-        for i, c, p, a, city, st, pc, lat, lng in SEED_TABLE
+        Site(i, c, p, a, city, st, pc, Coordinate(lat, lng), zone)
+        for (i, c, p, a, city, st, pc, lat, lng), zone in zip(SEED_TABLE, SEED_ZONES, strict=True)
     ]
     assert list(SEED_SITES) == expected
     assert plan_sample_data(now=NOW).sites == expected
+
+
+def test_the_seed_sites_have_the_zones_of_their_coordinates() -> None:
+    assert [derived_timezone(site.coordinate, "Etc/Unknown") for site in SEED_SITES] == SEED_ZONES
+    assert [site.timezone for site in SEED_SITES] == SEED_ZONES
+
+
+def test_synthetic_sites_have_the_zones_of_their_coordinates() -> None:
+    models = fleet_models(400, seed=3)
+    zones = {model.site.timezone for model in models}
+    assert "Pacific/Honolulu" in zones and "America/Phoenix" in zones and "America/Denver" in zones
+    for model in models:
+        assert model.site.timezone == derived_timezone(model.site.coordinate, "Etc/Unknown")
 
 
 def test_seven_days_of_hourly_readings_per_site_ending_at_the_current_hour() -> None:

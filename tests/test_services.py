@@ -31,7 +31,7 @@ from redisolar.timeutil import to_ms, utcnow
 if TYPE_CHECKING:
     from conftest import BackendServer
 
-SITE = Site(1, 4.0, 10, "1 Main St", "Oakland", "CA", "94601")
+SITE = Site(1, 4.0, 10, "1 Main St", "Oakland", "CA", "94601", timezone="UTC")  # no coordinate: the default
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ def site(s: Site) -> dict[str, Any]:
         "state": s.state,
         "postal_code": s.postal_code,
         "coordinate": None if c is None else {"lat": float(c.lat), "lng": float(c.lng)},
+        "timezone": s.timezone,
     }
 
 

@@ -22,6 +22,7 @@ from redisolar.models.site import (
     Site,
     TimeSeriesData,
     check_reading_time,
+    check_timezone,
 )
 
 _NO_CONTROL = validate.Regexp(r"^[^\x00-\x1f\x7f-\x9f]*$", error="Must not contain control characters.")
@@ -72,8 +73,19 @@ class CoordinateSchema(Schema):
         return _build(Coordinate, data)
 
 
+class TimezoneName(validate.Validator):
+    """An IANA time zone name this system knows (``zoneinfo.available_timezones()``)."""
+
+    def __call__(self, value: str) -> str:
+        try:
+            return check_timezone(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
 class SiteSchema(Schema):
-    """A site. ``capacity`` in kW."""
+    """A site. ``capacity`` in kW; ``timezone`` an IANA name, derived from the coordinate when left out
+    (see :mod:`redisolar.timezones`)."""
 
     id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_SITE_ID))
     capacity = fields.Float(required=True, validate=validate.Range(min=0.1, max=1e7))
@@ -83,6 +95,16 @@ class SiteSchema(Schema):
     state = _text(2, 50)
     postal_code = _text(3, 20)
     coordinate = fields.Nested(CoordinateSchema, allow_none=True, load_default=None)
+    timezone = fields.String(
+        allow_none=True,
+        load_default=None,
+        validate=TimezoneName(),
+        metadata={
+            "description": "IANA time zone (e.g. `America/Phoenix`), which the site's local days follow; "
+            "left out or null: the zone of `coordinate`, else `DEFAULT_TIMEZONE` (UTC)",
+            "example": "America/Phoenix",
+        },
+    )
 
     @post_load
     def make_site(self, data: dict[str, Any], **kwargs: Any) -> Site:

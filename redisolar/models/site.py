@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import ClassVar
 
+from redisolar.localtime import is_timezone
 from redisolar.settings import DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_MAX_READING_WH, MAX_READING_WH_LIMIT
 from redisolar.timeutil import as_utc, to_ms, utcnow
 
@@ -57,6 +58,13 @@ def check_text(name: str, value: object, *, max_length: int = 200) -> str:
     return value
 
 
+def check_timezone(name: object) -> str:
+    """Return ``name`` if it is an IANA time zone name this system knows, else raise ValueError."""
+    if not is_timezone(name):
+        raise ValueError(f"Unknown time zone {name!r}: expected an IANA name like 'America/Phoenix' or 'UTC'")
+    return str(name)
+
+
 @dataclass(frozen=True, eq=True)
 class Coordinate:
     """Geographic coordinate (latitude, longitude) in degrees."""
@@ -77,7 +85,12 @@ class Coordinate:
 
 @dataclass(frozen=True, eq=True)
 class Site:
-    """A solar power installation site."""
+    """A solar power installation site.
+
+    ``timezone`` is its IANA time zone (``America/Phoenix``), which its local days follow; None only
+    for a site stored before sites had one (the start-up migration gives it one). The services fill
+    it in when a site is created or replaced without one (:mod:`redisolar.timezones`).
+    """
 
     id: int
     capacity: float  # kW
@@ -87,6 +100,7 @@ class Site:
     state: str
     postal_code: str
     coordinate: Coordinate | None = None
+    timezone: str | None = None
 
     def __post_init__(self) -> None:
         check_site_id(self.id)
@@ -104,6 +118,8 @@ class Site:
         check_text("Postal code", self.postal_code, max_length=20)
         if self.coordinate is not None and not isinstance(self.coordinate, Coordinate):
             raise ValueError("Coordinate must be a Coordinate")
+        if self.timezone is not None:
+            check_timezone(self.timezone)
 
 
 @dataclass(frozen=True, eq=True)

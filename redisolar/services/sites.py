@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from redisolar.dao.site_dao_redis import SearchResult
 from redisolar.errors import SiteNotFound
 from redisolar.models.site import Site
+from redisolar.timezones import with_timezone
 
 if TYPE_CHECKING:
     from redisolar.services import Services
@@ -29,13 +30,17 @@ def get_site(services: Services, site_id: int) -> Site:
 
 
 def create_site(services: Services, site: Site) -> Site:
-    """Register a new site (409 ``SiteAlreadyExists`` if the id is taken); it joins the capacity board."""
+    """Register a new site (409 ``SiteAlreadyExists`` if the id is taken); it joins the capacity board.
+    Without a ``timezone`` it gets its coordinates' or ``DEFAULT_TIMEZONE`` (:mod:`redisolar.timezones`)."""
+    site = with_timezone(site, services.settings.default_timezone)
     services.sites.create(site)
     return site
 
 
 def update_site(services: Services, site: Site) -> Site:
-    """Replace a site's details; a capacity change re-scores its efficiency in every day board."""
+    """Replace a site's details; a capacity change re-scores its efficiency in every day board. Without
+    a ``timezone`` the zone is derived again from the new coordinates (:mod:`redisolar.timezones`)."""
+    site = with_timezone(site, services.settings.default_timezone)
     old = get_site(services, site.id)
     services.sites.update(site)
     if old.capacity != site.capacity:

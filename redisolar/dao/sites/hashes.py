@@ -11,7 +11,18 @@ from typing import Any
 
 from redisolar.models.site import Coordinate, Site
 
-SITE_FIELDS = ("id", "capacity", "panels", "address", "city", "state", "postal_code", "lat", "lng")
+SITE_FIELDS = (
+    "id",
+    "capacity",
+    "panels",
+    "address",
+    "city",
+    "state",
+    "postal_code",
+    "lat",
+    "lng",
+    "timezone",
+)
 """The hash fields a :class:`Site` is read from, in the order the reads return them."""
 
 TAG_SEPARATOR = "\x1f"
@@ -63,6 +74,7 @@ def site_from_fields(fields: Mapping[str, Any]) -> Site | None:
         state=values["state"],
         postal_code=values["postal_code"],
         coordinate=coordinate,
+        timezone=values.get("timezone"),
     )
 
 

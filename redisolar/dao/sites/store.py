@@ -245,6 +245,8 @@ class SiteStore:
         if site.coordinate is not None:
             lat, lng = repr(site.coordinate.lat), repr(site.coordinate.lng)
             fields.update(lat=lat, lng=lng, location=f"{lng},{lat}")
+        if site.timezone is not None:
+            fields["timezone"] = site.timezone
         return fields
 
     # -- reads -------------------------------------------------------------------------------------
