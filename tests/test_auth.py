@@ -439,6 +439,7 @@ def round_trips(monkeypatch: pytest.MonkeyPatch, request: Callable[[], Any]) -> 
         ("GET", "/api/sites/1", None, 1),
     ],
 )
+@pytest.mark.standalone_only  # counts one connection's round trips; a cluster sends each node's share at once
 def test_keys_and_limits_cost_at_most_one_round_trip(
     make_app: Callable[..., Flask],
     monkeypatch: pytest.MonkeyPatch,

@@ -42,7 +42,11 @@ def env(backend_server: BackendServer, client: redis.Redis) -> dict[str, str]:
 @pytest.fixture
 def services(env: dict[str, str]) -> Iterator[Services]:
     """Services on the same server and prefix, to look at what the CLI did."""
-    config = Config(redis_url=env["REDISOLAR_REDIS_URL"], redis_key_prefix=env["REDISOLAR_KEY_PREFIX"])
+    config = Config(
+        redis_url=env["REDISOLAR_REDIS_URL"],
+        redis_key_prefix=env["REDISOLAR_KEY_PREFIX"],
+        cluster=env["REDISOLAR_REDIS_CLUSTER"] == "true",
+    )
     built = build_services(Settings(redis=config, timeseries_backend=env["REDISOLAR_TIMESERIES"]))
     yield built
     built.redis.close()

@@ -38,9 +38,7 @@ def site(site_id: int) -> Site:
 
 @pytest.fixture
 def services(backend_server, client: redis.Redis) -> Iterator[Services]:  # type: ignore[no-untyped-def]
-    settings = Settings(
-        redis=backend_server.config(), timeseries_backend=backend_server.name
-    )
+    settings = Settings(redis=backend_server.config(), timeseries_backend=backend_server.name)
     built = build_services(settings)
     yield built
     built.redis.close()
@@ -118,6 +116,7 @@ class RoundTrips:
         monkeypatch.setattr(redis.Redis, "execute_command", counted_command)
 
 
+@pytest.mark.standalone_only  # counts redis-py pipelines; a cluster sends each node's share at once
 def test_a_reading_costs_two_round_trips(
     services: Services, top: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -87,9 +87,10 @@ class ApiKeyDao:
         if not is_key_id(key_id):
             return False
         pipe = self.client.pipeline(transaction=False)
-        pipe.delete(self.keys.api_key_key(key_id), self.keys.api_key_sites_key(key_id))
+        pipe.delete(self.keys.api_key_key(key_id))  # one key per DELETE: a cluster pipeline's rule
+        pipe.delete(self.keys.api_key_sites_key(key_id))
         pipe.zrem(self.keys.api_keys_key(), key_id)
-        deleted, _ = pipe.execute()
+        deleted, _, _ = pipe.execute()
         return bool(deleted)
 
     def any_exist(self) -> bool:
