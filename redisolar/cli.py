@@ -24,6 +24,7 @@ import click
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from redisolar.config import redact_url
+from redisolar.dao.site_timezones import give_sites_timezones
 from redisolar.embedded import EmbeddedRedisError, RedisServer, find_best_server
 from redisolar.errors import RediSolarError
 from redisolar.preflight import PreflightError, check_connection, check_services, migrate_store
@@ -368,6 +369,9 @@ def migrate(cli: CliContext) -> None:
     """Move data of an earlier key layout to this one (idempotent; serve, demo and load do it too)."""
     services = cli.services()  # migrates
     click.echo(f"Key layout up to date: {services.sites.count()} sites indexed under {{sites}}.")
+    zone = services.settings.default_timezone  # the start-up skips this walk once done; here it runs again
+    given = give_sites_timezones(services.redis, services.keys, zone, force=True)
+    click.echo(f"Time zones: {given} sites without one given their coordinates' zone (or {zone}).")
 
 
 def _plan(sites: int, days: float, interval: int, profile: str, seed: int | None) -> SamplePlan:

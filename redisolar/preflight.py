@@ -15,6 +15,7 @@ import redis
 
 from redisolar.config import Config
 from redisolar.dao.migrate import MigrationReport, migrate
+from redisolar.dao.site_timezones import give_sites_timezones
 from redisolar.redis_faults import is_auth_failure
 from redisolar.services import Services
 
@@ -33,8 +34,11 @@ def check_services(services: Services) -> None:
 
 def migrate_store(services: Services) -> MigrationReport:
     """Move data of an earlier key layout to this one (idempotent; one round trip when there is
-    nothing to move: :mod:`redisolar.dao.migrate`)."""
-    return migrate(services.redis, services.keys)
+    nothing to move: :mod:`redisolar.dao.migrate`), then give sites stored without a time zone theirs
+    (one round trip once done: :mod:`redisolar.dao.site_timezones`)."""
+    report = migrate(services.redis, services.keys)
+    give_sites_timezones(services.redis, services.keys, services.settings.default_timezone)
+    return report
 
 
 def check_connection(client: redis.Redis, config: Config) -> None:

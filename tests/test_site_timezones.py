@@ -4,12 +4,22 @@ migration of sites stored without one (redisolar.timezones, redisolar.dao.site_t
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import redis
+from click.testing import CliRunner
 from flask import Flask
 
+from redisolar.app import get_services
+from redisolar.cli import main
+from redisolar.dao.key_manager import KeyManager
+from redisolar.dao.scripts import ScriptCall, run_scripts, script
+from redisolar.dao.site_dao_redis import SiteDaoRedis
+from redisolar.dao.site_timezones import MIGRATION, give_sites_timezones
 from redisolar.models.site import Coordinate, Site
+from redisolar.preflight import migrate_store
 from redisolar.settings import DEFAULTS, ConfigError, load_config
 from redisolar.timezones import derived_timezone, timezone_at, with_timezone
 
@@ -129,3 +139,75 @@ def test_the_openapi_document_describes_the_field(http: FlaskClient) -> None:
     field = document["components"]["schemas"]["Site"]["properties"]["timezone"]
     assert field["type"] == ["string", "null"] or field.get("nullable") is True, field
     assert "IANA" in field["description"]
+
+
+# -- the migration of sites stored without a zone ----------------------------------------------------
+KEYS = KeyManager()
+OLD_SITES = [  # as an earlier version stored them: no zone
+    Site(1, 1.0, 1, "1 Central Ave", "Phoenix", "AZ", "85004", Coordinate(33.45, -112.07)),
+    Site(2, 2.0, 2, "2 Strand", "London", "LDN", "WC2R", Coordinate(51.51, -0.12)),
+    Site(3, 3.0, 3, "3 Nowhere Rd", "Unknown", "NV", "89101"),  # no coordinate: the default
+    Site(4, 4.0, 4, "4 Kalakaua Ave", "Honolulu", "HI", "96815", Coordinate(21.28, -157.83), "Asia/Tokyo"),
+]
+MIGRATED = {1: "America/Phoenix", 2: "Europe/London", 3: "America/Denver", 4: "Asia/Tokyo"}
+
+
+def zones(client: redis.Redis) -> dict[int, str | None]:
+    return {site.id: site.timezone for site in SiteDaoRedis(client, search="core").find_all()}
+
+
+def test_the_migration_gives_old_sites_zones_once(
+    client: redis.Redis, store_snapshot: Callable[[], dict[bytes, bytes | None]]
+) -> None:
+    SiteDaoRedis(client, search="core").insert_many(*OLD_SITES)
+    assert zones(client) == {1: None, 2: None, 3: None, 4: "Asia/Tokyo"}
+    assert give_sites_timezones(client, KEYS, "America/Denver") == 3
+    assert zones(client) == MIGRATED
+    assert client.hget(KEYS.migrations_key(), MIGRATION) == "done"
+    before = store_snapshot()
+    assert give_sites_timezones(client, KEYS, "America/Denver") == 0  # done: one HEXISTS
+    assert give_sites_timezones(client, KEYS, "UTC", force=True) == 0  # every site has one
+    assert store_snapshot() == before
+
+
+def test_a_forced_walk_finds_sites_written_without_a_zone_since(client: redis.Redis) -> None:
+    dao = SiteDaoRedis(client, search="core")
+    assert give_sites_timezones(client, KEYS, "UTC") == 0  # an empty fleet: done at once
+    dao.insert(OLD_SITES[0])  # a direct DAO write without a zone (an older process, say)
+    assert give_sites_timezones(client, KEYS, "UTC") == 0  # the start-up trusts its marker
+    assert give_sites_timezones(client, KEYS, "UTC", force=True) == 1  # `redisolar migrate` walks
+    assert zones(client) == {1: "America/Phoenix"}
+
+
+def test_the_script_sets_no_zone_over_a_concurrent_write(client: redis.Redis) -> None:
+    dao = SiteDaoRedis(client, search="core")
+    dao.insert(OLD_SITES[0])
+    key = KEYS.site_key(1)
+
+    def set_zone(lat: str, lng: str, site_id: int = 1) -> int:
+        call = ScriptCall(script("site_timezone"), (KEYS.site_key(site_id),), ("Europe/Paris", lat, lng))
+        return int(run_scripts(client, [call])[0])
+
+    assert set_zone("33.4", "-112.07") == 0  # moved since it was read: read again
+    assert set_zone("33.45", "-112.07", site_id=9) == 0  # gone: no stray hash
+    assert not client.exists(KEYS.site_key(9))
+    assert client.hget(key, "timezone") is None
+    assert set_zone("33.45", "-112.07") == 1
+    assert set_zone("33.45", "-112.07") == 0  # it has one now: kept
+    assert client.hget(key, "timezone") == "Europe/Paris"
+
+
+def test_start_up_and_the_migrate_command_give_zones(
+    app_factory: Callable[..., Flask], backend_server: BackendServer, client: redis.Redis
+) -> None:
+    SiteDaoRedis(client, search="core").insert_many(*OLD_SITES)
+    app = app_factory(backend_server.server, DEFAULT_TIMEZONE="America/Denver")
+    migrate_store(get_services(app))  # what serve, demo and load run first
+    assert zones(client) == MIGRATED
+    assert app.test_client().get("/api/sites/3").get_json()["timezone"] == "America/Denver"
+    SiteDaoRedis(client, search="core").insert(replace(OLD_SITES[2], id=5))  # stored without a zone since
+    env = {**backend_server.env(), "REDISOLAR_DEFAULT_TIMEZONE": "America/Denver"}
+    result = CliRunner().invoke(main, ["migrate"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Time zones: 1 " in result.output
+    assert zones(client) == {**MIGRATED, 5: "America/Denver"}

@@ -108,6 +108,11 @@ class KeyManager:
         p = self.key_prefix
         return f"{p}sites:state:*", f"{p}sites:city:*", f"{p}sites:postal:*"
 
+    def migrations_key(self) -> str:
+        """Hash ``migrations:{sites}``: migration name -> what it did, once done (a later start-up skips
+        it in one round trip): ``site-timezones`` (:mod:`redisolar.dao.site_timezones`)."""
+        return f"{self.key_prefix}migrations:{self.sites_tag()}"
+
     def site_search_index(self) -> str:
         """Name of the RediSearch index over the site hashes."""
         return f"{self.key_prefix}sites:idx"
