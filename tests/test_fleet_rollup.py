@@ -43,7 +43,10 @@ def top() -> datetime:
 
 
 def hour_totals(dao: TimeSeriesDao, hours: range) -> dict[int, float]:
-    values = dao.redis.mget([dao.keys.fleet_hour_total_key(h) for h in hours])
+    pipe = dao.redis.pipeline(transaction=False)  # one GET per hour: each hour is its own slot
+    for h in hours:
+        pipe.get(dao.keys.fleet_hour_total_key(h))
+    values = pipe.execute()
     return {h: float(v) for h, v in zip(hours, values, strict=True) if v is not None}
 
 

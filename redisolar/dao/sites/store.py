@@ -27,6 +27,7 @@ import redis
 from redis.client import Pipeline
 from redis.exceptions import ResponseError, WatchError
 
+from redisolar.dao.board_sums import board_sum
 from redisolar.dao.key_manager import KeyManager, key_manager
 from redisolar.dao.scripts import ScriptCall, load_script, run_scripts, script
 from redisolar.dao.sites.hashes import (
@@ -39,7 +40,7 @@ from redisolar.dao.sites.hashes import (
     word_prefixes,
 )
 from redisolar.dao.sites.query import GEO_MAX_LAT, checked_id
-from redisolar.dao.sites.totals import capacity_limbs, limbs_total, stats_from_hash
+from redisolar.dao.sites.totals import capacity_limbs, stats_from_hash
 from redisolar.errors import InvalidInput, SiteAlreadyExists, SiteNotFound
 from redisolar.models.site import Site
 
@@ -290,10 +291,9 @@ class SiteStore:
         return int(self.redis.zcard(self.keys.site_ids_key()))
 
     def get_total_capacity(self) -> float:
-        """The sum of all sites' capacities in kW, exact (``math.fsum``), from the running totals."""
-        limbs = self.redis.hmget(self.keys.site_stats_key(), ["c0", "c1", "c2"])
-        low, middle, high = (int(text(v)) if v is not None else 0 for v in limbs)
-        return limbs_total((low, middle, high))
+        """The sum of the capacity board's scores in kW (the sites' capacities, unless scores were set
+        by hand): its running sum, which ``sites_index.lua`` sets from the exact totals (one round trip)."""
+        return board_sum(self.redis, self.keys.capacity_leaderboard_key())
 
     def stats(self) -> dict[str, Any]:
         """Totals over every site and per state, from the running totals (one round trip, O(states))."""
