@@ -209,6 +209,7 @@ def readings(day_start: Any, minutes: list[int], wh: float) -> list[dict[str, An
     ]  # fmt: skip
 
 
+@pytest.mark.standalone_only  # a private server with a small maxmemory
 def test_out_of_memory_is_a_507_that_writes_nothing_and_recovers_without_restart(
     backend_server: BackendServer,
     redis_server_factory: Callable[..., RedisServer],
@@ -251,6 +252,7 @@ def test_out_of_memory_is_a_507_that_writes_nothing_and_recovers_without_restart
     raw.close()
 
 
+@pytest.mark.standalone_only  # a private server with a small maxmemory
 def test_derived_state_scripts_run_when_memory_is_full(
     backend_server: BackendServer, redis_server_factory: Callable[..., RedisServer]
 ) -> None:

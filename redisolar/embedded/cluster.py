@@ -149,6 +149,11 @@ class LocalCluster:
         return self._live_node().url
 
     @property
+    def spec(self) -> ServerSpec:
+        """The binary and modules every node runs."""
+        return self._spec
+
+    @property
     def host(self) -> str:
         """A seed node's address (as :attr:`url`)."""
         return self._live_node().host
