@@ -49,7 +49,12 @@ def give_sites_timezones(client: redis.Redis, keys: KeyManager, default: str, *,
     if not force and client.hexists(marker, MIGRATION):
         return 0
     given = sum(_fill_page(client, keys, ids, default) for ids in SiteStore(client, keys=keys).iter_ids())
-    client.hset(marker, MIGRATION, "done")
+    try:
+        client.hset(marker, MIGRATION, "done")
+    except redis.exceptions.OutOfMemoryError:
+        # A full Redis refuses even this small write: the walk runs again at the next start-up
+        # (idempotent), and the caller's own write meets the same refusal and says so.
+        log.warning("Redis is out of memory: the time-zone migration will be checked again at the next start")
     if given:
         log.info("Gave %d sites the time zone of their coordinates (or %s)", given, default)
     return given
