@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from redisolar.app import get_services
+from redisolar.dao.key_manager import KeyManager
 from redisolar.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def test_delete_removes_site_readings_and_board_entries(
         if client.type(key) == "zset"
         for m in client.zrange(key, 0, -1)
     }
-    members |= set(client.zrange("ru102py-app:capacity_leaderboard", 0, -1))
+    members |= set(client.zrange(KeyManager().capacity_leaderboard_key(), 0, -1))
     assert "site:1" not in members
     assert "site:2" in members
 

@@ -1,22 +1,20 @@
 """Listing sites without reading the whole fleet: pages by id, and the sites of a map view.
 
 The reads live in :mod:`redisolar.dao.sites.pages` (bounded by the page, whatever the fleet size);
-these use cases are what the API's ``GET /api/sites/`` and ``GET /api/sites/map`` and the CLI call.
+these use cases are what the API's ``GET /api/sites/`` and ``GET /api/sites/map`` call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from redisolar.dao.sites import pages
 from redisolar.dao.sites.pages import DEFAULT_MAP_LIMIT, DEFAULT_PAGE, WORLD, BBox, MapView, SitePage
-from redisolar.models.site import Site
 
 if TYPE_CHECKING:
     from redisolar.services import Services
 
-__all__ = ["WORLD", "MapView", "SitePage", "list_sites", "map_sites", "walk_sites"]
+__all__ = ["WORLD", "MapView", "SitePage", "list_sites", "map_sites"]
 
 
 def list_sites(
@@ -31,8 +29,3 @@ def map_sites(services: Services, bbox: BBox = WORLD, limit: int = DEFAULT_MAP_L
     """Up to ``limit`` sites inside ``bbox`` (west, south, east, north), spread over it, and whether
     the view holds more (see :func:`redisolar.dao.sites.pages.map_view`)."""
     return pages.map_view(services.redis, services.keys, bbox, limit)
-
-
-def walk_sites(services: Services, page_size: int = pages.MAX_PAGE) -> Iterator[list[Site]]:
-    """Every site, a page at a time (for commands and tasks that need the whole fleet)."""
-    return pages.walk_sites(services.redis, services.keys, page_size)

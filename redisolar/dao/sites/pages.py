@@ -32,7 +32,7 @@ Decisions:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,19 +146,6 @@ def read_sites(client: redis.Redis, keys: KeyManager, ids: Sequence[int]) -> lis
     for site_id in ids:
         pipe.hmget(keys.site_key(site_id), list(SITE_FIELDS))
     return [site_from_row(row) for row in pipe.execute()]
-
-
-def walk_sites(client: redis.Redis, keys: KeyManager, page_size: int = MAX_PAGE) -> Iterator[list[Site]]:
-    """Every site, ``page_size`` at a time, by ascending id: for tasks and CLI commands that need the
-    whole fleet without one call that reads it all (two round trips per page)."""
-    cursor: int | None = None
-    while True:
-        page = site_page(client, keys, limit=page_size, cursor=cursor)
-        if page.sites:
-            yield page.sites
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
 
 
 def unfiltered_search(client: redis.Redis, keys: KeyManager, *, limit: int, offset: int) -> SearchResult:
