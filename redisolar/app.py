@@ -22,9 +22,12 @@ from redisolar.api.analytics_routes import analytics_bp
 from redisolar.api.docs import init_api
 from redisolar.api.json import StrictJSONProvider
 from redisolar.api.keys_routes import keys_bp
+from redisolar.api.metrics_routes import metrics_bp
+from redisolar.api.observe import init_observe
 from redisolar.api.routes import sites_bp
 from redisolar.api.service_routes import service_bp
 from redisolar.auth.checks import init_auth
+from redisolar.metrics import instrument_redis, record_reconcile
 from redisolar.models.site import configure_clock_skew, configure_reading_bounds
 from redisolar.services import Services, build_services
 from redisolar.settings import ConfigError, load_config, settings_from_config
@@ -50,8 +53,11 @@ def create_app(config_name: str | None = None, test_config: Mapping[str, Any] | 
     configure_clock_skew(timedelta(seconds=app.config["CLOCK_SKEW_SECONDS"]))
     configure_reading_bounds(app.config["MAX_READING_WH"])
     app.json = StrictJSONProvider(app)  # never NaN/Infinity in a body (RFC 8259)
-    app.extensions["redisolar"] = build_services(settings_from_config(app.config))
-    init_api(app, service_bp, sites_bp, analytics_bp, keys_bp)
+    app.extensions["redisolar"] = services = build_services(settings_from_config(app.config))
+    instrument_redis(services.redis)  # Redis round trips and errors in /metrics
+    services.updater.on_pass = record_reconcile
+    init_api(app, service_bp, sites_bp, analytics_bp, keys_bp, metrics_bp)
+    init_observe(app)  # first: request ids, metrics, access lines (redisolar.api.observe)
     init_auth(app)  # API keys, rate limits, cross-site refusals (README "Security")
     init_web(app)  # the dashboard: /dashboard, /sites/<id>; GET / for browsers
     log.info("app created: config %r, Redis at %s", config_name, get_services(app).settings.redis.describe())

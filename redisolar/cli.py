@@ -27,6 +27,8 @@ from redisolar.config import redact_url
 from redisolar.dao.site_timezones import give_sites_timezones
 from redisolar.embedded import EmbeddedRedisError, RedisServer, find_best_server
 from redisolar.errors import RediSolarError
+from redisolar.logs import FORMATS, configure_logging
+from redisolar.metrics_dir import multiprocess_dir
 from redisolar.preflight import PreflightError, check_connection, check_services, migrate_store
 from redisolar.redis_faults import is_out_of_memory
 from redisolar.sample_data import (
@@ -52,7 +54,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8081
 DEFAULT_HOST = "127.0.0.1"
-LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 SERVE_GRACEFUL_TIMEOUT = 20
 """Seconds a SIGTERM leaves requests in flight to finish in ``serve`` (SIGINT/Ctrl-C stops at once)."""
 DEMO_GRACEFUL_TIMEOUT = 3
@@ -149,7 +150,12 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
             default="info",
             show_default=True,
         ),
-        click.option("--access-log/--no-access-log", default=False, show_default=True),
+        click.option(
+            "--access-log/--no-access-log",
+            default=False,
+            show_default=True,
+            help="One line per request (method, route, status, duration, request id) in LOG_FORMAT.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -173,10 +179,12 @@ def serve(
 
     SIGTERM stops gracefully (requests in flight finish, within 20 s), SIGINT at once.
     """
-    _configure_logging(log_level)
+    _configure_logging(log_level, access_log)
     _check_port_free(host, port)
     plan = ServePlan(server, host, port, workers, threads, log_level, access_log, SERVE_GRACEFUL_TIMEOUT)
-    _run_server(cli, plan, _preflight(cli), on_ready=None)
+    with multiprocess_dir() as metrics_dir:  # /metrics sums the workers; set before the app's import
+        log.info("metrics of the worker processes in %s", metrics_dir)
+        _run_server(cli, plan, _preflight(cli), on_ready=None)
 
 
 @dataclass(frozen=True)
@@ -195,7 +203,9 @@ class ServePlan:
 
 def _run_server(cli: CliContext, plan: ServePlan, app: Any, on_ready: Callable[[], None] | None) -> NoReturn:
     """Run the chosen server until it is stopped; ``app`` is the start-up checks' app (the Granian
-    main process runs the reconciler with it; gunicorn's workers build their own)."""
+    main process runs the reconciler with it; gunicorn's workers build their own). Logs are
+    written in the app's ``LOG_FORMAT`` from here on (the instance file may set it)."""
+    configure_logging(plan.log_level, app.config["LOG_FORMAT"], access_log=plan.access_log)
     if plan.server == "gunicorn":
         _services_of(app).redis.close()
         _run_gunicorn(cli, plan, on_ready)
@@ -213,8 +223,7 @@ def _run_granian(cli: CliContext, plan: ServePlan, app: Any, on_ready: Callable[
         workers=plan.workers or granian_workers(),
         threads=plan.threads or GRANIAN_THREADS,
         log_level=plan.log_level,
-        log_format=LOG_FORMAT,
-        access_log=plan.access_log,
+        log_format=app.config["LOG_FORMAT"],
         reconciler=_reconciler(app),
         on_ready=on_ready,
     )
@@ -242,7 +251,6 @@ def _run_gunicorn(cli: CliContext, plan: ServePlan, on_ready: Callable[[], None]
         workers=plan.workers or gunicorn_workers(),
         threads=plan.threads or GUNICORN_THREADS,
         log_level=plan.log_level,
-        access_log=plan.access_log,
         graceful_timeout=plan.graceful_timeout,
     )
     GunicornServer(cli.create_app, options, on_ready=on_ready).run()
@@ -291,8 +299,10 @@ def _check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+def _configure_logging(level: str, access_log: bool) -> None:
+    """Logging until the configuration is read: ``REDISOLAR_LOG_FORMAT`` (text if unset or unknown)."""
+    log_format = os.environ.get("REDISOLAR_LOG_FORMAT", "text")
+    configure_logging(level, log_format if log_format in FORMATS else "text", access_log=access_log)
 
 
 # -- load --------------------------------------------------------------------------------------------
@@ -508,9 +518,9 @@ def demo(
     """Everything on one machine: an embedded Redis (persistent, in --data-dir), the sample data
     if it is empty, and the API. Ctrl-C stops it all. With --redis-url (or REDISOLAR_REDIS_CLUSTER
     =true), an existing Redis or Redis Cluster instead of the embedded one."""
-    _configure_logging(log_level)
+    _configure_logging(log_level, access_log)
     _check_port_free(host, port)
-    with _demo_redis(data_dir, redis_url) as url:
+    with multiprocess_dir(), _demo_redis(data_dir, redis_url) as url:
         os.environ["REDISOLAR_REDIS_URL"] = url  # for this process and the workers
         services = cli.services()
         count = services.sites.count()

@@ -57,6 +57,9 @@ from granian.constants import Interfaces
 from granian.log import LogLevels
 from granian.server.mp import MPServer, WorkerProcess
 
+from redisolar.logs import granian_formatters
+from redisolar.metrics_dir import mark_dead
+
 log = logging.getLogger(__name__)
 
 QUICK_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
@@ -260,8 +263,10 @@ class GranianServer(MPServer):
     def _watch_worker(self, worker: WorkerProcess) -> None:
         """Granian's watcher of a worker, which calls any exit it did not ask for a crash (and then
         respawns the worker): a worker that left with code 0 was told to stop, by a signal that the
-        main process takes too, unless :data:`STOP_SETTLE` seconds pass without it."""
+        main process takes too, unless :data:`STOP_SETTLE` seconds pass without it. The worker's
+        metrics files are marked dead (:mod:`redisolar.metrics_dir`)."""
         worker.inner.join()
+        mark_dead(worker.inner.pid)
         if worker.inner.exitcode == 0 and not worker.interrupt_by_parent:
             self.stopping.wait(STOP_SETTLE)
             worker.interrupt_by_parent = worker.interrupt_by_parent or self.stopping.is_set()
@@ -292,14 +297,12 @@ def _stop_within(stop: Callable[[], None], seconds: float) -> None:
 
 
 def logging_config(log_format: str) -> dict[str, Any]:
-    """Granian's loggers (its own and the access log) writing like ours, to stderr."""
+    """Granian's loggers (its own and the access log) writing like ours (``LOG_FORMAT``: text or
+    json), to stderr."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "generic": {"()": "logging.Formatter", "fmt": log_format},
-            "access": {"()": "logging.Formatter", "fmt": "%(message)s"},
-        },
+        "formatters": granian_formatters(log_format),
         "handlers": {
             "console": {
                 "formatter": "generic",
@@ -323,7 +326,7 @@ def run_granian(
     workers: int,
     threads: int,
     log_level: str = "info",
-    log_format: str = "%(message)s",
+    log_format: str = "text",
     access_log: bool = False,
     reconciler: tuple[Callable[[], None], Callable[[], None]] | None = None,
     on_ready: Callable[[], None] | None = None,

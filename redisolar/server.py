@@ -64,6 +64,8 @@ from typing import Any, NoReturn
 
 from gunicorn.app.base import BaseApplication
 
+from redisolar.metrics_dir import mark_dead
+
 log = logging.getLogger(__name__)
 
 RECONCILER_FLAG = "redisolar_runs_reconciler"
@@ -190,6 +192,11 @@ def _exit_now() -> NoReturn:
     os._exit(0)
 
 
+def child_exit(server: Any, worker: Any) -> None:
+    """(master, a worker has exited) Mark its metrics files dead (:mod:`redisolar.metrics_dir`)."""
+    mark_dead(worker.pid)
+
+
 def reconciler_interval(config: Any) -> float:
     """The reconciler's interval in seconds from an app config (0 = off)."""
     for key in INTERVAL_KEYS:
@@ -205,6 +212,7 @@ HOOKS: dict[str, Callable[..., None]] = {
     "worker_int": worker_int,
     "worker_abort": worker_abort,
     "worker_exit": worker_exit,
+    "child_exit": child_exit,
 }
 
 
@@ -275,6 +283,7 @@ __all__ = [
     "GUNICORN_THREADS",
     "GunicornServer",
     "bind_address",
+    "child_exit",
     "default_workers",
     "granian_workers",
     "gunicorn_options",

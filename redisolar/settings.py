@@ -56,6 +56,7 @@ TIMESERIES_BACKENDS = ("auto", "redistimeseries", "core")
 SEARCH_BACKENDS = ("auto", "redisearch", "core")
 AUTH_MODES = ("auto", "required", "writes", "off")
 DURABILITY_MODES = ("local", "replicated")
+LOG_FORMATS = ("text", "json")
 RATE_LIMIT_KEYS = ("RATE_LIMIT_WRITES", "RATE_LIMIT_READS")
 _CONFIG_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -106,6 +107,7 @@ OPTIONS: dict[str, Option] = {
     "RATE_LIMIT_READS": Option(str),
     "TRUSTED_PROXIES": Option(int, low=0, high=10),
     "DEFAULT_TIMEZONE": Option(str),
+    "LOG_FORMAT": Option(str, choices=LOG_FORMATS),
 }
 """Every key RediSolar reads from the Flask config (other Flask keys pass through untouched)."""
 
@@ -145,6 +147,7 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_PROXIES": 0,  # reverse proxies in front whose X-Forwarded-For is believed
     # the IANA zone of a site without one whose coordinates give none (no coordinate): redisolar.timezones
     "DEFAULT_TIMEZONE": "UTC",
+    "LOG_FORMAT": "text",  # text | json: one JSON object a line (redisolar.logs)
 }
 
 

@@ -285,7 +285,7 @@ def test_openapi_lists_every_route(app: Flask, http: FlaskClient) -> None:
         missing += [f"{m} {rule.rule}" for m in methods if m.lower() not in operations]
     assert missing == []
     documented = [(p, m) for p, operations in spec["paths"].items() for m in operations if m != "parameters"]
-    assert len(documented) == 23  # / and /health, 8 sites routes, 9 analytics routes, 4 keys routes
+    assert len(documented) == 24  # / and /health, 8 sites routes, 9 analytics routes, 4 keys routes, /metrics
 
 
 def test_openapi_documents_security_on_every_operation(http: FlaskClient) -> None:
@@ -296,7 +296,7 @@ def test_openapi_documents_security_on_every_operation(http: FlaskClient) -> Non
             if method == "parameters":
                 continue
             assert "security" in operation, (method, path)
-            if path.startswith("/api/"):
+            if path.startswith("/api/") or path == "/metrics":  # /metrics: a read like the API's
                 assert operation["security"], (method, path)
                 assert {"401", "429"} <= set(operation["responses"]), (method, path)
             else:

@@ -43,11 +43,11 @@ errors (a command the cluster client refuses, a cross-slot pipeline): a 500, log
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app, g, jsonify
 from marshmallow import Schema, ValidationError, fields
 from redis import exceptions as redis_errors
 from werkzeug.exceptions import HTTPException
@@ -217,16 +217,34 @@ def _unexpected(exc: Exception) -> Response:
     return error_response(500, INTERNAL_ERROR)
 
 
+def remembered_error() -> BaseException | None:
+    """The exception the current request's answer was made from, if any (for the metrics' reasons)."""
+    error: BaseException | None = g.get("error")
+    return error
+
+
+def _remembering(handler: Callable[[Any], Response]) -> Callable[[Any], Response]:
+    def handle(exc: Any) -> Response:
+        g.error = exc
+        return handler(exc)
+
+    return handle
+
+
 def register_error_handlers(app: Flask) -> None:
-    """Install the handlers above on ``app`` (replacing flask-smorest's envelope)."""
-    app.register_error_handler(RediSolarError, _domain_error)
-    app.register_error_handler(ValidationError, _validation_error)
-    app.register_error_handler(HTTPException, _http_error)
-    for error in REDIS_UNAVAILABLE_ERRORS:
-        app.register_error_handler(error, _redis_unavailable)
-    app.register_error_handler(redis_errors.RedisClusterException, _cluster_exception)
-    app.register_error_handler(redis_errors.AuthenticationError, _misconfigured)
-    app.register_error_handler(redis_errors.AuthorizationError, _misconfigured)
-    app.register_error_handler(redis.ResponseError, _response_error)
-    app.register_error_handler(redis.WatchError, _concurrent_change)
-    app.register_error_handler(Exception, _unexpected)
+    """Install the handlers above on ``app`` (replacing flask-smorest's envelope); each remembers
+    its exception for the request's metrics (:func:`remembered_error`)."""
+    handlers: list[tuple[type[Exception], Callable[[Any], Response]]] = [
+        (RediSolarError, _domain_error),
+        (ValidationError, _validation_error),
+        (HTTPException, _http_error),
+        *((error, _redis_unavailable) for error in REDIS_UNAVAILABLE_ERRORS),
+        (redis_errors.RedisClusterException, _cluster_exception),
+        (redis_errors.AuthenticationError, _misconfigured),
+        (redis_errors.AuthorizationError, _misconfigured),
+        (redis.ResponseError, _response_error),
+        (redis.WatchError, _concurrent_change),
+        (Exception, _unexpected),
+    ]
+    for error, handler in handlers:
+        app.register_error_handler(error, _remembering(handler))

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+import time as clock
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -65,6 +66,9 @@ class LeaderboardUpdater:
         self.leaderboard_dao = leaderboard_dao or LeaderboardDao(redis_client, self.site_dao, keys=self.keys)
         self.lock_timeout_s = lock_timeout_s
         self.is_running = False
+        self.on_pass: Callable[[str, float], None] | None = None
+        """Told of every pass: its outcome (``done``, ``skipped``, ``failed``) and its seconds (the
+        app sets :func:`redisolar.metrics.record_reconcile`)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -78,6 +82,16 @@ class LeaderboardUpdater:
 
         Returns None when another process holds the lock (its pass does the same work).
         """
+        start, outcome = clock.perf_counter(), "failed"
+        try:
+            report = self._locked_update(day, fleet_hours)
+            outcome = "skipped" if report is None else "done"
+            return report
+        finally:
+            if self.on_pass is not None:
+                self.on_pass(outcome, clock.perf_counter() - start)
+
+    def _locked_update(self, day: date | None, fleet_hours: int | None) -> UpdateReport | None:
         lock = self.redis.lock(self.keys.lock_key(LOCK_NAME), timeout=self.lock_timeout_s, blocking=False)
         if not lock.acquire():
             log.info("leaderboard reconcile skipped: another process is running it")
