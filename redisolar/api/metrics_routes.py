@@ -19,7 +19,7 @@ metrics_bp = Blueprint("metrics", __name__, description="Operators' metrics, in 
 @metrics_bp.response(
     200,
     content_type="text/plain",
-    description="Prometheus text exposition format (version 0.0.4), summed over the server's processes",
+    description="Prometheus text exposition format, summed over the server's processes",
 )
 def metrics() -> Response:
     """Requests by route and status, latencies, readings stored and refused, rate-limited requests,
