@@ -108,6 +108,7 @@ OPTIONS: dict[str, Option] = {
     "TRUSTED_PROXIES": Option(int, low=0, high=10),
     "DEFAULT_TIMEZONE": Option(str),
     "LOG_FORMAT": Option(str, choices=LOG_FORMATS),
+    "FLEET_SHARDS": Option(int, low=1, high=256),
 }
 """Every key RediSolar reads from the Flask config (other Flask keys pass through untouched)."""
 
@@ -148,6 +149,9 @@ DEFAULTS: dict[str, Any] = {
     # the IANA zone of a site without one whose coordinates give none (no coordinate): redisolar.timezones
     "DEFAULT_TIMEZONE": "UTC",
     "LOG_FORMAT": "text",  # text | json: one JSON object a line (redisolar.logs)
+    # parts of the per-reading fleet-wide keys (day boards, fleet hours, last-seen) on a cluster;
+    # 1 keeps them whole (KeyManager's docstring and docs/capacity.md say when to raise it)
+    "FLEET_SHARDS": 1,
 }
 
 
@@ -163,6 +167,7 @@ class Settings:
     search_backend: str = DEFAULTS["SEARCH_BACKEND"]  # auto | redisearch | core
     summary_cache_seconds: float = DEFAULTS["SUMMARY_CACHE_SECONDS"]
     default_timezone: str = DEFAULTS["DEFAULT_TIMEZONE"]
+    fleet_shards: int = DEFAULTS["FLEET_SHARDS"]
 
     @property
     def retention_ms(self) -> int:
@@ -317,6 +322,7 @@ def settings_from_config(config: Mapping[str, Any]) -> Settings:
         search_backend=config["SEARCH_BACKEND"],
         summary_cache_seconds=config["SUMMARY_CACHE_SECONDS"],
         default_timezone=_check_timezone(config["DEFAULT_TIMEZONE"]),
+        fleet_shards=config["FLEET_SHARDS"],
     )
 
 

@@ -5,9 +5,16 @@ changed it, tagged with the site's data version. ``lb_set.lua`` keeps a score on
 newer than the stored one, so retries, overwrites and concurrent writers converge on the newest total
 and never double count. Day boards expire once their day has left the retention window.
 
-This module owns the day boards' keys (``{lb:DAY}``: the two boards, their versions and running sums)
-and the index of board days; the ingest service (:mod:`redisolar.services.ingest`) and the reconciler
-write them through :class:`DailyBoards` only.
+This module owns the day boards' keys (``{lb:DAY}``: the two boards, their versions and running sums;
+with ``FLEET_SHARDS`` = S > 1, S parts ``{lb:DAY:k}`` holding the sites with ``id % S == k``) and the
+index of board days; the ingest service (:mod:`redisolar.services.ingest`) and the reconciler write
+them through :class:`DailyBoards` only.
+
+The index of board days (``lb:days``) changes once a day, so ingest does not write it per reading:
+``lb_set.lua`` says when it created a day's board (part), and only then does ingest add the day
+(:meth:`DailyBoards.index_calls`, one more round trip, S times a day fleet-wide). A crash between the
+two leaves a day out of the index; the reconciler puts back every day whose board exists
+(:meth:`DailyBoards.repair_index`) and indexes the day it rebuilds.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
+from typing import Any, NamedTuple
 
 import redis
 
@@ -64,39 +72,93 @@ class DailyBoards:
         also: Sequence[ScriptCall] = (),
     ) -> int:
         """Apply ``(site_id, day_number, version, generation_wh, capacity_kw)`` tuples in one round trip
-        (with the script calls ``also``, e.g. the fleet rollup's, and the commands ``extra`` queues).
-        Returns how many (site, day) scores changed."""
-        calls = self.calls(scores)
-        replies = run_scripts(self.client, [*calls, *also], extra)
-        return sum(int(r) for r in replies[: max(0, len(calls) - 1)])
+        with the index of their days (the reconciler's path: it indexes the days it writes whether or
+        not it created their boards; with the script calls ``also`` and the commands ``extra``
+        queues). Returns how many (site, day) scores changed."""
+        planned = self.calls(scores)
+        days = set(planned.days)
+        index = [self._index_call(days)] if days else []
+        replies = run_scripts(self.client, [*planned.calls, *index, *also], extra)
+        return sum(changed_of(r) for r in replies[: len(planned.calls)])
 
-    def calls(self, scores: Iterable[tuple[int, int, int, float, float | None]]) -> list[ScriptCall]:
+    def calls(self, scores: Iterable[tuple[int, int, int, float, float | None]]) -> DayCalls:
         """The calls applying ``(site_id, day_number, version, generation_wh, capacity_kw)`` tuples:
-        one ``lb_set.lua`` per day, then (if any) the index of days; to run in the caller's round trip."""
-        by_day: dict[int, list[str | int]] = defaultdict(list)
+        one ``lb_set.lua`` per (day, part), to run in the caller's round trip; then
+        :meth:`index_calls` of their replies."""
+        by_day: dict[tuple[int, int], list[str | int]] = defaultdict(list)
         for site_id, day_number, version, generation, capacity in scores:
             efficiency = efficiency_percent(generation, capacity, HOURS_PER_DAY)
-            by_day[day_number] += [
+            by_day[day_number, self.keys.fleet_shard(site_id)] += [
                 self.keys.member(site_id),
                 version,
                 repr(generation),
                 "" if efficiency is None else repr(efficiency),
             ]
-        calls = [self._call(day_number, args) for day_number, args in by_day.items()]
-        if by_day:  # the index of days, by a script too: derived state is written even when memory is full
-            days = [str(d) for day_number in by_day for d in (day_number, day_number)]
-            calls.append(ScriptCall(script("zset_add"), (self.keys.leaderboard_days_key(),), tuple(days)))
-        return calls
+        return DayCalls(
+            [self._call(day_number, shard, args) for (day_number, shard), args in by_day.items()],
+            [day_number for day_number, _ in by_day],
+        )
 
-    def _call(self, day_number: int, args: list[str | int]) -> ScriptCall:
+    def index_calls(self, days: Sequence[int], replies: Sequence[Any]) -> list[ScriptCall]:
+        """After the calls of :meth:`calls` (for ``days``) ran with ``replies``: the call adding the
+        days whose board they created to the index of days (none, the common case, when no call
+        created a board)."""
+        created = {day for day, reply in zip(days, replies, strict=True) if created_of(reply)}
+        return [self._index_call(created)] if created else []
+
+    def repair_index(self, day_numbers: Iterable[int]) -> int:
+        """Add to the index of days those of ``day_numbers`` whose board (any part) exists: two round
+        trips. Returns how many days were added."""
+        days = sorted(set(day_numbers))
+        pipe = self.client.pipeline(transaction=False)
+        for day_number in days:
+            for shard in self.keys.shards():
+                pipe.exists(self.keys.daily_versions_key(day_of(day_number), shard))
+        found = pipe.execute()
+        shards = self.keys.fleet_shards
+        existing = {d for i, d in enumerate(days) if any(found[i * shards : (i + 1) * shards])}
+        if not existing:
+            return 0
+        index = self.keys.leaderboard_days_key()
+        stored: Any = self.client.zrange(index, 0, -1)
+        known = {int(d) for d in stored}
+        missing = existing - known
+        if missing:
+            run_scripts(self.client, [self._index_call(missing)])
+        return len(missing)
+
+    def _index_call(self, day_numbers: Iterable[int]) -> ScriptCall:
+        """``zset_add.lua`` of days to ``lb:days`` (a script: derived state is written even when
+        memory is full)."""
+        days = [str(d) for day_number in sorted(day_numbers) for d in (day_number, day_number)]
+        return ScriptCall(script("zset_add"), (self.keys.leaderboard_days_key(),), tuple(days))
+
+    def _call(self, day_number: int, shard: int, args: list[str | int]) -> ScriptCall:
         day = day_of(day_number)
-        generation = self.keys.daily_leaderboard_key("generation", day)
-        efficiency = self.keys.daily_leaderboard_key("efficiency", day)
+        generation = self.keys.daily_leaderboard_key("generation", day, shard)
+        efficiency = self.keys.daily_leaderboard_key("efficiency", day, shard)
         keys = (
             generation,
             efficiency,
-            self.keys.daily_versions_key(day),
+            self.keys.daily_versions_key(day, shard),
             self.keys.board_sum_key(generation),
             self.keys.board_sum_key(efficiency),
         )
         return ScriptCall(script("lb_set"), keys, (self.expire_at(day_number), *args))
+
+
+class DayCalls(NamedTuple):
+    """The ``lb_set.lua`` calls of some scores and the day number of each."""
+
+    calls: list[ScriptCall]
+    days: list[int]
+
+
+def changed_of(reply: Any) -> int:
+    """The number of scores an ``lb_set.lua`` reply says changed."""
+    return int(reply[0])
+
+
+def created_of(reply: Any) -> bool:
+    """Whether an ``lb_set.lua`` reply says it created its day's board."""
+    return int(reply[1]) == 1

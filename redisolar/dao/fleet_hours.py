@@ -1,10 +1,14 @@
 """The fleet's hourly generation rollup: one owner, absolute values, a reconciler.
 
 For each clock hour HOUR (ms // 3,600,000) the keys share the hash tag ``{fh:HOUR}`` (one Redis Cluster
-slot per hour, so every script touches one slot; see :class:`~redisolar.dao.key_manager.KeyManager`):
+slot per hour, so every script touches one slot; see :class:`~redisolar.dao.key_manager.KeyManager`).
+With ``FLEET_SHARDS`` = S > 1 every hour (and last-seen) is split into S parts, ``{fh:HOUR:k}`` and
+``{ls:k}`` holding the sites with ``id % S == k``: writes go to the site's part, reads add the parts
+up in the same single round trip (S commands per figure instead of one).
 
 - ``fleet:gen:{fh:HOUR}:s:B`` hashes: site id -> 16 bytes ``'<dd'`` (the site's data version, the
-  absolute Wh it generated in that hour), for the sites with ``id // FLEET_BUCKET_SITES == B``;
+  absolute Wh it generated in that hour), for the sites of bucket B (:func:`bucket_of`: about
+  ``FLEET_BUCKET_SITES`` consecutive sites of the part, however many parts);
 - ``fleet:gen:{fh:HOUR}:b``: the set of the hour's bucket numbers B;
 - ``fleet:gen:{fh:HOUR}``: the hour's total, kept by ``fleet_hour_set.lua`` as (new - old);
 - ``fleet:last_seen`` (sorted set): each site's newest reading (ms), raised only (``ZADD GT``).
@@ -39,7 +43,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import redis
-from redis.client import Pipeline
 
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
@@ -55,16 +58,18 @@ REBUILD_CHUNK = 500
 Entry = tuple[int, int, int, float | None]
 """(site id, hour, data version, absolute Wh of the site in that hour; None removes the entry)."""
 
-HourSums = dict[int, tuple[int, dict[int, float]]]
-"""Per site: (data version, read before the data; {hour: Wh} of the hours with readings)."""
+HourSums = dict[int, tuple[int, dict[int, float], int]]
+"""Per site: (data version, read before the data; {hour: Wh} of the hours with readings; ms of its
+newest reading)."""
 
 Reader = Callable[[list[int], int, int], HourSums]
 """Reads ``HourSums`` of some sites over ``[start_ms, end_ms)`` in a bounded number of round trips."""
 
 
-def bucket_of(site_id: int) -> int:
-    """The bucket number of a site."""
-    return site_id // FLEET_BUCKET_SITES
+def bucket_of(site_id: int, shards: int = 1) -> int:
+    """The bucket number of a site when the rollup has ``shards`` parts: consecutive ids of one part
+    share a bucket, ``FLEET_BUCKET_SITES`` of them when ids are dense."""
+    return site_id // (FLEET_BUCKET_SITES * shards)
 
 
 class FleetHours:
@@ -81,43 +86,54 @@ class FleetHours:
         keep_until_ms = (hour + 1) * MS_PER_HOUR + self.retention_ms
         return max(keep_until_ms // 1000, int(time.time()) + 86_400)
 
+    def bucket(self, site_id: int) -> int:
+        """The bucket of a site in its part."""
+        return bucket_of(site_id, self.keys.fleet_shards)
+
     def calls(self, entries: Iterable[Entry]) -> list[ScriptCall]:
-        """One ``fleet_hour_set.lua`` call per hour the entries touch."""
-        by_hour: dict[int, list[tuple[int, int, float | None]]] = defaultdict(list)
+        """One ``fleet_hour_set.lua`` call per (hour, part) the entries touch."""
+        by_hour: dict[tuple[int, int], list[tuple[int, int, float | None]]] = defaultdict(list)
         for site_id, hour, version, wh in entries:
-            by_hour[hour].append((site_id, version, wh))
-        return [self._call(hour, rows) for hour, rows in by_hour.items()]
+            by_hour[hour, self.keys.fleet_shard(site_id)].append((site_id, version, wh))
+        return [self._call(hour, shard, rows) for (hour, shard), rows in by_hour.items()]
 
     def _call(
         self,
         hour: int,
+        shard: int,
         rows: Sequence[tuple[int, int, float | None]],
         buckets: Iterable[int] = (),
         prune_before: int | None = None,
     ) -> ScriptCall:
-        """The call setting ``rows`` (site, version, Wh) of one hour; with ``prune_before``, the
-        entries of ``buckets`` not in ``rows`` and older than that version are removed too."""
-        index = {b: 3 + i for i, b in enumerate(sorted({*buckets, *(bucket_of(s) for s, _, _ in rows)}))}
+        """The call setting ``rows`` (site, version, Wh; all of part ``shard``) of one hour; with
+        ``prune_before``, the entries of ``buckets`` not in ``rows`` and older than that version are
+        removed too."""
+        index = {b: 3 + i for i, b in enumerate(sorted({*buckets, *(self.bucket(s) for s, _, _ in rows)}))}
         args: list[Any] = [self.expire_at(hour), "" if prune_before is None else prune_before]
         for site_id, version, wh in rows:
-            args += [index[bucket_of(site_id)], site_id, version, "" if wh is None else repr(float(wh))]
+            args += [index[self.bucket(site_id)], site_id, version, "" if wh is None else repr(float(wh))]
         keys = (
-            self.keys.fleet_hour_total_key(hour),
-            self.keys.fleet_hour_index_key(hour),
-            *(self.keys.fleet_hour_bucket_key(hour, b) for b in index),
+            self.keys.fleet_hour_total_key(hour, shard),
+            self.keys.fleet_hour_index_key(hour, shard),
+            *(self.keys.fleet_hour_bucket_key(hour, b, shard) for b in index),
         )
         return ScriptCall(script("fleet_hour_set"), keys, tuple(args))
 
-    def last_seen_call(self, newest: Iterable[tuple[int, int]]) -> ScriptCall:
-        """The call raising each ``(site_id, newest ms)`` in ``fleet:last_seen`` (ZADD GT: a late
-        update never goes backwards), as derived state (``zset_add.lua`` runs even when Redis is out
-        of memory, after the site's write was accepted)."""
-        pairs = [str(x) for site_id, ms in newest for x in (ms, site_id)]
-        return ScriptCall(script("zset_add"), (self.keys.fleet_last_seen_key(),), ("GT", *pairs))
+    def last_seen_calls(self, newest: Iterable[tuple[int, int]]) -> list[ScriptCall]:
+        """The calls raising each ``(site_id, newest ms)`` in last-seen (ZADD GT: a late update never
+        goes backwards), one per part touched, as derived state (``zset_add.lua`` runs even when
+        Redis is out of memory, after the site's write was accepted)."""
+        pairs: dict[int, list[str]] = defaultdict(list)
+        for site_id, ms in newest:
+            pairs[self.keys.fleet_shard(site_id)] += [str(ms), str(site_id)]
+        return [
+            ScriptCall(script("zset_add"), (self.keys.fleet_last_seen_key(shard),), ("GT", *args))
+            for shard, args in pairs.items()
+        ]
 
     def remove_site(self, site_id: int, hours: Iterable[int]) -> None:
         """Remove a site's entries of ``hours`` and its last-seen entry outright (one round trip)."""
-        last_seen = self.keys.fleet_last_seen_key()
+        last_seen = self.keys.fleet_last_seen_key(self.keys.fleet_shard(site_id))
         run_scripts(
             self.client,
             self.calls((site_id, h, DELETE_VERSION, None) for h in hours),
@@ -125,76 +141,113 @@ class FleetHours:
         )
 
     # -- reads -------------------------------------------------------------------------------------
-    def queue_active(self, pipe: Pipeline, since_ms: int) -> None:
-        """Queue the count of sites whose newest reading is at ``since_ms`` or later."""
-        pipe.zcount(self.keys.fleet_last_seen_key(), since_ms, "+inf")
-
-    def queue_totals(self, pipe: Pipeline, hours: Iterable[int]) -> None:
-        """Queue one GET per hour total (replies: text or None)."""
-        for hour in hours:
-            pipe.get(self.keys.fleet_hour_total_key(hour))
+    def period(self, since_ms: int, hours: Iterable[int]) -> tuple[float, int]:
+        """The fleet's Wh over ``hours`` (the sum of every part's hour totals) and how many sites
+        have their newest reading at ``since_ms`` or later: one round trip, S × (hours + 1) commands."""
+        hours = list(hours)
+        pipe = self.client.pipeline(transaction=False)
+        for shard in self.keys.shards():
+            pipe.zcount(self.keys.fleet_last_seen_key(shard), since_ms, "+inf")
+            for hour in hours:
+                pipe.get(self.keys.fleet_hour_total_key(hour, shard))
+        replies = pipe.execute()
+        step = len(hours) + 1
+        active = sum(int(replies[i]) for i in range(0, len(replies), step))
+        totals = [v for i, v in enumerate(replies) if i % step]
+        return self.sum_totals(totals), active
 
     @staticmethod
     def sum_totals(replies: Iterable[Any]) -> float:
-        """The sum of queued totals' replies."""
+        """The sum of hour totals' replies (text or None)."""
         return math.fsum(float(v) for v in replies if v is not None)
+
+    # -- layout ---------------------------------------------------------------------------------------
+    def stored_layout(self) -> int:
+        """The ``FLEET_SHARDS`` the sharded keys were last rebuilt with (1 when never recorded)."""
+        value = self.client.get(self.keys.fleet_layout_key())
+        return int(value) if value is not None else 1
+
+    def finish_relayout(self, former: int) -> None:
+        """After a rebuild in this layout: drop the former layout's last-seen sets (its hour keys are
+        no longer read and expire with the retention window) and record the layout."""
+        former_keys = KeyManager(self.keys.key_prefix, former)
+        stale = {former_keys.fleet_last_seen_key(k) for k in former_keys.shards()}
+        stale -= {self.keys.fleet_last_seen_key(k) for k in self.keys.shards()}
+        for key in sorted(stale):  # one key a call: each may be on another node
+            self.client.delete(key)
+        self.client.set(self.keys.fleet_layout_key(), self.keys.fleet_shards)
 
     # -- reconciler ----------------------------------------------------------------------------------
     def rebuild(self, site_ids: Sequence[int], hours: range, read: Reader) -> int:
         """Rebuild the entries of ``hours`` from the readings of the live ``site_ids`` (``read``),
-        drop those of other (deleted) sites, then recompute every hour's total exactly.
+        drop those of other (deleted) sites, raise their last-seen to their newest reading, then
+        recompute every hour's total exactly; part by part.
 
-        One round trip for the indexes, ``read``'s round trips plus one per chunk of about
-        ``REBUILD_CHUNK`` sites, two to recompute the totals. Returns how many hours have entries.
+        Per part: one round trip for the indexes, ``read``'s round trips plus one per chunk of about
+        ``REBUILD_CHUNK`` sites, two to recompute the totals. Returns how many (hour, part) totals
+        have entries.
         """
-        (seconds, micros), indexed = self._start(hours)
-        start_version = seconds * 1_000_000 + micros
+        seconds, micros = self.client.time()  # by itself: a cluster pipeline refuses TIME
+        start_version = seconds * 1_000_000 + micros  # before any data is read
+        by_shard: dict[int, list[int]] = defaultdict(list)
+        for site_id in site_ids:
+            by_shard[self.keys.fleet_shard(site_id)].append(site_id)
+        return sum(
+            self._rebuild_shard(shard, by_shard.get(shard, []), hours, read, start_version)
+            for shard in self.keys.shards()
+        )
+
+    def _rebuild_shard(
+        self, shard: int, site_ids: list[int], hours: range, read: Reader, start_version: int
+    ) -> int:
+        indexed = self._indexed(hours, shard)
         live: dict[int, list[int]] = defaultdict(list)
         for site_id in site_ids:
-            live[bucket_of(site_id)].append(site_id)
+            live[self.bucket(site_id)].append(site_id)
         for chunk in _chunks(sorted(set(live) | {b for bs in indexed.values() for b in bs}), live):
             chunk_sites = [s for b in chunk for s in live.get(b, [])]
             sums = read(chunk_sites, hours.start * MS_PER_HOUR, hours.stop * MS_PER_HOUR)
-            run_scripts(
-                self.client, list(self._rebuild_calls(hours, set(chunk), indexed, sums, start_version))
-            )
-        return self._resum(hours)
+            calls = list(self._rebuild_calls(hours, shard, set(chunk), indexed, sums, start_version))
+            calls += self.last_seen_calls((s, newest) for s, (_, _, newest) in sums.items())
+            run_scripts(self.client, calls)
+        return self._resum(hours, shard)
 
     def _rebuild_calls(
-        self, hours: range, chunk: set[int], indexed: dict[int, set[int]], sums: HourSums, start_version: int
+        self,
+        hours: range,
+        shard: int,
+        chunk: set[int],
+        indexed: dict[int, set[int]],
+        sums: HourSums,
+        start_version: int,
     ) -> Iterator[ScriptCall]:
         """Per hour, the call that sets the chunk's sites' entries and prunes the chunk's buckets."""
         for hour in hours:
             rows = _rows(sums, hour)
             buckets = chunk & indexed[hour]
             if rows or buckets:
-                yield self._call(hour, rows, buckets, start_version)
+                yield self._call(hour, shard, rows, buckets, start_version)
 
-    def _start(self, hours: range) -> tuple[tuple[int, int], dict[int, set[int]]]:
-        """Redis's clock (before any data is read) and each hour's indexed buckets: two round trips."""
-        now = self.client.time()  # by itself: a cluster pipeline refuses TIME
+    def _indexed(self, hours: range, shard: int) -> dict[int, set[int]]:
+        """Each hour's indexed buckets in a part (one round trip)."""
         pipe = self.client.pipeline(transaction=False)
         for hour in hours:
-            pipe.smembers(self.keys.fleet_hour_index_key(hour))
-        members = pipe.execute()
-        return now, {h: {int(b) for b in m} for h, m in zip(hours, members, strict=True)}
+            pipe.smembers(self.keys.fleet_hour_index_key(hour, shard))
+        return {h: {int(b) for b in m} for h, m in zip(hours, pipe.execute(), strict=True)}
 
-    def _resum(self, hours: range) -> int:
-        """Recompute every hour's total from its entries (two round trips)."""
-        pipe = self.client.pipeline(transaction=False)
-        for hour in hours:
-            pipe.smembers(self.keys.fleet_hour_index_key(hour))
+    def _resum(self, hours: range, shard: int) -> int:
+        """Recompute every hour's total of a part from its entries (two round trips)."""
         calls = [
             ScriptCall(
                 script("fleet_hour_sum"),
                 (
-                    self.keys.fleet_hour_total_key(hour),
-                    self.keys.fleet_hour_index_key(hour),
-                    *(self.keys.fleet_hour_bucket_key(hour, int(b)) for b in sorted(members, key=int)),
+                    self.keys.fleet_hour_total_key(hour, shard),
+                    self.keys.fleet_hour_index_key(hour, shard),
+                    *(self.keys.fleet_hour_bucket_key(hour, b, shard) for b in sorted(members)),
                 ),
                 (),
             )
-            for hour, members in zip(hours, pipe.execute(), strict=True)
+            for hour, members in self._indexed(hours, shard).items()
             if members
         ]
         run_scripts(self.client, calls)
@@ -203,7 +256,7 @@ class FleetHours:
 
 def _rows(sums: HourSums, hour: int) -> list[tuple[int, int, float | None]]:
     """The (site, version, Wh) of the sites with readings in ``hour``."""
-    return [(s, version, by_hour[hour]) for s, (version, by_hour) in sums.items() if hour in by_hour]
+    return [(s, version, by_hour[hour]) for s, (version, by_hour, _) in sums.items() if hour in by_hour]
 
 
 def _chunks(buckets: list[int], live: dict[int, list[int]]) -> Iterator[list[int]]:

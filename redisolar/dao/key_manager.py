@@ -26,6 +26,21 @@ over all slots. So ``{sites}`` is the largest single slot as soon as a fleet has
 (a site slot holds one or a few sites' readings), and its node carries an extra ~59 MB at 10^5 sites,
 ~590 MB at 10^6 and ~5.9 GB at 10^7 (then a slot of its own node, or sharding the sets by state, is the
 next step). Reads of it are per dashboard and per search, bounded per page.
+
+Which per-reading keys are sharded, and why (``FLEET_SHARDS``, :attr:`KeyManager.fleet_shards`): every
+reading of the fleet updates today's day boards (``lb_set.lua``), the current hour's fleet rollup
+(``fleet_hour_set.lua``) and last-seen (``zset_add.lua``), each one slot, so each lands on one master
+whatever the cluster's size. Measured (docs/capacity.md, server CPU per call on Redis Stack 7.4, one
+reading per call): 48.9 us, 42.4 us and 30.6 us. At 5-minute readings, 10^7 sites are 33,333 readings/s:
+163 %, 141 % and 102 % of one core on the master of those slots, more than a core can give; 10^6 sites
+are 16 %, 14 % and 10 %. So these three are sharded: with ``FLEET_SHARDS`` = S > 1 a site's entries go
+to shard ``site_id % S`` (tags ``{lb:DAY:k}``, ``{fh:HOUR:k}``, ``{ls:k}``) and S slots share the
+writes (each 1/S of them); readers merge the S parts in one round trip (a top-N page reads N per shard
+and merges, a rank sums the members ahead in each shard, totals add up). S = 1 (the default) keeps the
+unsharded names. ``lb:days`` (the index of board days) was the fourth per-reading key (95 % of a core
+at 10^7): it is no longer sharded but written only when a day's board is created (S times a day). The
+``{sites}`` slot and the per-site ``{site:ID}`` slots are not written per reading by fleet-wide code.
+Advice: S = 1 up to ~10^6 sites; at 10^7 sites S >= 4 puts each part near 40 % of a core (S = 8: 20 %).
 """
 
 from __future__ import annotations
@@ -37,13 +52,44 @@ from redisolar.models.api_key import is_key_id
 from redisolar.models.site import MetricType, check_site_id
 
 LEADERBOARD_TYPES = ("capacity", "generation", "efficiency")
+MAX_FLEET_SHARDS = 256
+"""The largest ``FLEET_SHARDS``: a reader reads every shard (a page costs N rows per shard)."""
 
 
 class KeyManager:
-    """Builds key names. Site ids are validated before they become key segments."""
+    """Builds key names. Site ids are validated before they become key segments.
 
-    def __init__(self, key_prefix: str = DEFAULT_KEY_PREFIX) -> None:
+    ``fleet_shards`` (``FLEET_SHARDS``): in how many parts the per-reading fleet-wide keys are split
+    (the day boards, the fleet hours, last-seen; see the module docstring). Their methods take a
+    ``shard`` (0 .. fleet_shards - 1, :meth:`fleet_shard` of a site); with 1 the names are unsharded."""
+
+    def __init__(self, key_prefix: str = DEFAULT_KEY_PREFIX, fleet_shards: int = 1) -> None:
+        if isinstance(fleet_shards, bool) or not isinstance(fleet_shards, int):
+            raise ValueError(f"fleet_shards must be an integer, got {fleet_shards!r}")
+        if not 1 <= fleet_shards <= MAX_FLEET_SHARDS:
+            raise ValueError(f"fleet_shards must be 1..{MAX_FLEET_SHARDS}, got {fleet_shards}")
         self.key_prefix = key_prefix
+        self.fleet_shards = fleet_shards
+
+    # -- fleet shards ------------------------------------------------------------------------------
+    def fleet_shard(self, site_id: int) -> int:
+        """The shard of a site's per-reading fleet-wide entries: ``site_id % fleet_shards``."""
+        return check_site_id(site_id) % self.fleet_shards
+
+    def shards(self) -> range:
+        """Every shard number."""
+        return range(self.fleet_shards)
+
+    def _shard_suffix(self, shard: int) -> str:
+        """``''`` unsharded, else ``:k`` (inside the hash tag)."""
+        if not 0 <= shard < self.fleet_shards:
+            raise ValueError(f"shard {shard} is not in 0..{self.fleet_shards - 1}")
+        return "" if self.fleet_shards == 1 else f":{int(shard)}"
+
+    def fleet_layout_key(self) -> str:
+        """String ``fleet:shards``: the ``fleet_shards`` the sharded keys were last rebuilt with (the
+        reconciler rebuilds them when it differs; missing means 1)."""
+        return f"{self.key_prefix}fleet:shards"
 
     # -- sites -------------------------------------------------------------------------------------
     @staticmethod
@@ -153,23 +199,26 @@ class KeyManager:
         reading every member); missing on a non-empty board means "not known yet"."""
         return f"{board_key}:sum"
 
-    @staticmethod
-    def day_tag(day: date) -> str:
-        """The hash tag of one UTC day's leaderboards: ``{lb:YYYY-MM-DD}``."""
-        return f"{{lb:{day.isoformat()}}}"
+    def day_tag(self, day: date, shard: int = 0) -> str:
+        """The hash tag of one UTC day's leaderboards: ``{lb:YYYY-MM-DD}``, or ``{lb:YYYY-MM-DD:k}`` for
+        shard k when sharded."""
+        return f"{{lb:{day.isoformat()}{self._shard_suffix(shard)}}}"
 
-    def daily_leaderboard_key(self, kind: str, day: date) -> str:
-        """Sorted set ``lb:{lb:DAY}:KIND`` (KIND generation or efficiency): member ``site:ID``."""
+    def daily_leaderboard_key(self, kind: str, day: date, shard: int = 0) -> str:
+        """Sorted set ``lb:{lb:DAY}:KIND`` (KIND generation or efficiency): member ``site:ID``; sharded,
+        ``lb:{lb:DAY:k}:KIND`` holds the sites of shard k."""
         if kind not in ("generation", "efficiency"):
             raise ValueError(f"Unknown daily leaderboard: {kind}")
-        return f"{self.key_prefix}lb:{self.day_tag(day)}:{kind}"
+        return f"{self.key_prefix}lb:{self.day_tag(day, shard)}:{kind}"
 
-    def daily_versions_key(self, day: date) -> str:
-        """Hash ``lb:{lb:DAY}:versions``: member -> version of the site data its scores came from."""
-        return f"{self.key_prefix}lb:{self.day_tag(day)}:versions"
+    def daily_versions_key(self, day: date, shard: int = 0) -> str:
+        """Hash ``lb:{lb:DAY}:versions`` (sharded ``lb:{lb:DAY:k}:versions``): member -> version of
+        the site data its scores came from."""
+        return f"{self.key_prefix}lb:{self.day_tag(day, shard)}:versions"
 
     def leaderboard_days_key(self) -> str:
-        """Sorted set ``lb:days``: the UTC days (as day numbers) that have daily leaderboards."""
+        """Sorted set ``lb:days``: the UTC days (as day numbers) that have daily leaderboards; added to
+        when a day's board is created (not per reading), repaired by the reconciler."""
         return f"{self.key_prefix}lb:days"
 
     # -- fleet rollups ------------------------------------------------------------------------------
@@ -178,28 +227,32 @@ class KeyManager:
         no longer written: the reconciler deletes it."""
         return f"{self.key_prefix}fleet:generation:hourly"
 
-    @staticmethod
-    def fleet_hour_tag(hour: int) -> str:
-        """The hash tag of one clock hour's fleet rollup: ``{fh:HOUR}`` (HOUR = ms // 3,600,000)."""
-        return f"{{fh:{int(hour)}}}"
+    def fleet_hour_tag(self, hour: int, shard: int = 0) -> str:
+        """The hash tag of one clock hour's fleet rollup: ``{fh:HOUR}`` (HOUR = ms // 3,600,000), or
+        ``{fh:HOUR:k}`` for shard k when sharded."""
+        return f"{{fh:{int(hour)}{self._shard_suffix(shard)}}}"
 
-    def fleet_hour_total_key(self, hour: int) -> str:
-        """String ``fleet:gen:{fh:HOUR}``: Wh generated by the whole fleet in that hour, the sum of
-        the site entries below (kept by ``fleet_hour_set.lua``); expires with the hour's entries."""
-        return f"{self.key_prefix}fleet:gen:{self.fleet_hour_tag(hour)}"
+    def fleet_hour_total_key(self, hour: int, shard: int = 0) -> str:
+        """String ``fleet:gen:{fh:HOUR}``: Wh generated by the whole fleet (sharded: by the sites of
+        shard k) in that hour, the sum of the site entries below (kept by ``fleet_hour_set.lua``);
+        expires with the hour's entries."""
+        return f"{self.key_prefix}fleet:gen:{self.fleet_hour_tag(hour, shard)}"
 
-    def fleet_hour_index_key(self, hour: int) -> str:
+    def fleet_hour_index_key(self, hour: int, shard: int = 0) -> str:
         """Set ``fleet:gen:{fh:HOUR}:b``: the bucket numbers B that have site entries in that hour."""
-        return f"{self.key_prefix}fleet:gen:{self.fleet_hour_tag(hour)}:b"
+        return f"{self.key_prefix}fleet:gen:{self.fleet_hour_tag(hour, shard)}:b"
 
-    def fleet_hour_bucket_key(self, hour: int, bucket: int) -> str:
+    def fleet_hour_bucket_key(self, hour: int, bucket: int, shard: int = 0) -> str:
         """Hash ``fleet:gen:{fh:HOUR}:s:B``: site id -> 16 bytes '<dd' (data version, absolute Wh the
-        site generated in that hour), for the sites with ``id // FLEET_BUCKET_SITES == B``."""
-        return f"{self.key_prefix}fleet:gen:{self.fleet_hour_tag(hour)}:s:{int(bucket)}"
+        site generated in that hour), for the sites of bucket B (``fleet_hours.bucket_of``)."""
+        return f"{self.key_prefix}fleet:gen:{self.fleet_hour_tag(hour, shard)}:s:{int(bucket)}"
 
-    def fleet_last_seen_key(self) -> str:
-        """Sorted set ``fleet:last_seen``: member = site id, score = ms of its newest reading."""
-        return f"{self.key_prefix}fleet:last_seen"
+    def fleet_last_seen_key(self, shard: int = 0) -> str:
+        """Sorted set ``fleet:last_seen`` (sharded: ``fleet:last_seen:{ls:k}``): member = site id,
+        score = ms of its newest reading."""
+        if self.fleet_shards == 1:
+            return f"{self.key_prefix}fleet:last_seen"
+        return f"{self.key_prefix}fleet:last_seen:{{ls{self._shard_suffix(shard)}}}"
 
     # -- API keys and rate limits --------------------------------------------------------------------
     @staticmethod

@@ -325,12 +325,8 @@ class TimeSeriesDao:
             raise InvalidQuery("hours must be between 1 and 9600")
         last = to_ms(now) // MS_PER_HOUR
         start = (last - hours + 1) * MS_PER_HOUR
-        pipe = self.redis.pipeline(transaction=False)
-        self.fleet.queue_active(pipe, start)
-        self.fleet.queue_totals(pipe, range(last - hours + 1, last + 1))
-        active, *totals = pipe.execute()
-        generation = self.fleet.sum_totals(totals)
-        return FleetGeneration(from_ms(start), as_utc(now), max(generation, 0.0), int(active))
+        generation, active = self.fleet.period(start, range(last - hours + 1, last + 1))
+        return FleetGeneration(from_ms(start), as_utc(now), max(generation, 0.0), active)
 
     def rebuild_fleet_hours(self, site_ids: Sequence[int], now: datetime, hours: int | None = None) -> int:
         """Rebuild the fleet's hourly rollup from the readings of ``site_ids`` (every live site) over
@@ -344,9 +340,9 @@ class TimeSeriesDao:
         return self.fleet.rebuild(list(site_ids), range(last - span, last + 1), self.hour_sums)
 
     def hour_sums(self, site_ids: list[int], start: int, end: int) -> HourSums:
-        """Each site's data version and generation per clock hour in ``[start, end)`` (ms), for the
-        sites with readings: three round trips (versions first, so a version is never newer than
-        the data read with it)."""
+        """Each site's data version, generation per clock hour in ``[start, end)`` (ms) and newest
+        reading (ms), for the sites with readings: three round trips (versions first, so a version is
+        never newer than the data read with it)."""
         pipe = self.redis.pipeline(transaction=False)
         for site_id in site_ids:
             pipe.hget(self.keys.series_meta_key(site_id), "v")
@@ -359,7 +355,7 @@ class TimeSeriesDao:
         ]
         sums = self.backend.hour_sums(ranges)
         return {
-            s: (int(versions[s]), {ts // MS_PER_HOUR: wh for ts, wh in points})
+            s: (int(versions[s]), {ts // MS_PER_HOUR: wh for ts, wh in points}, int(newest[s] or 0))
             for (s, _, _), points in zip(ranges, sums, strict=True)
         }
 

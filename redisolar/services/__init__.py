@@ -105,7 +105,7 @@ class Services:
 def build_services(settings: Settings, client: redis.Redis | None = None) -> Services:
     """Services on ``client`` (default: a new pooled client from ``settings.redis``); connects lazily."""
     client = client if client is not None else settings.redis.client()
-    keys = KeyManager(settings.redis.redis_key_prefix)
+    keys = KeyManager(settings.redis.redis_key_prefix, fleet_shards=settings.fleet_shards)
     sites = SiteDaoRedis(client, keys=keys, search=cast(SearchMode, settings.search_backend))
     timeseries = TimeSeriesDao(
         client, keys=keys, retention_ms=settings.retention_ms, backend=settings.timeseries_backend

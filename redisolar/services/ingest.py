@@ -8,7 +8,9 @@ Two round trips whatever the batch, as long as it stays clear of the retention w
    the site's new data version and the absolute generation totals of every day and hour it touched;
 2. the derived state, from those absolute, versioned totals (a retried or repeated update changes
    nothing), each family through its owner: the day leaderboards (:class:`DailyBoards`), the fleet's
-   hourly rollup and last-seen (:class:`FleetHours`). Every call is single-slot and declares its keys.
+   hourly rollup and last-seen (:class:`FleetHours`). Every call is single-slot and declares its keys;
+   with ``FLEET_SHARDS`` > 1 each goes to the written site's part. The first write of a day's board
+   (part) takes a third round trip: the day joins the index of days (once a day, not per reading).
 
 A site's readings are written before its derived state: a crash in between leaves the derived state
 behind the readings, which the reconcilers rebuild (:mod:`redisolar.tasks.leaderboard_updater`,
@@ -57,18 +59,37 @@ def ingest_records(
     ``require_sites=False`` is the seed's DAO contract (readings of unregistered sites are stored)."""
     written = series.write_records(by_site, require_sites=require_sites)
     if written.outcomes:
-        run_scripts(series.redis, derived_calls(series, written.outcomes))
+        write_derived(series, written.outcomes)
     written.raise_first_error()
     return written.stored
 
 
-def derived_calls(series: TimeSeriesDao, outcomes: list[WriteOutcome]) -> list[ScriptCall]:
-    """The calls setting the written sites' day board scores, fleet hour entries and last-seen from
-    the absolute totals their scripts returned (to run in one round trip)."""
+def write_derived(series: TimeSeriesDao, outcomes: list[WriteOutcome]) -> None:
+    """Set the written sites' day board scores, fleet hour entries and last-seen from the absolute
+    totals their scripts returned, in one round trip; a second one, once a day per board part, adds
+    a day whose board that round trip created to the index of days."""
     boards = series.boards.calls(
         (o.site_id, day, o.version, total, o.capacity) for o in outcomes for day, total in o.day_sums.items()
     )
+    replies = run_scripts(series.redis, [*boards.calls, *fleet_calls(series, outcomes)])
+    index = series.boards.index_calls(boards.days, replies[: len(boards.calls)])
+    if index:
+        run_scripts(series.redis, index)
+
+
+def fleet_calls(series: TimeSeriesDao, outcomes: list[WriteOutcome]) -> list[ScriptCall]:
+    """The calls setting the written sites' fleet hour entries and last-seen (one per hour and part
+    touched, one per last-seen part)."""
     fleet = series.fleet.calls(
         (o.site_id, hour, o.version, total) for o in outcomes for hour, total in o.hour_sums.items()
     )
-    return [*boards, *fleet, series.fleet.last_seen_call((o.site_id, o.newest) for o in outcomes)]
+    return [*fleet, *series.fleet.last_seen_calls((o.site_id, o.newest) for o in outcomes)]
+
+
+def derived_calls(series: TimeSeriesDao, outcomes: list[WriteOutcome]) -> list[ScriptCall]:
+    """The per-reading derived calls of :func:`write_derived` (day boards, fleet hours, last-seen),
+    without the once-a-day index of days (``bench/capacity.py`` measures them one by one)."""
+    boards = series.boards.calls(
+        (o.site_id, day, o.version, total, o.capacity) for o in outcomes for day, total in o.day_sums.items()
+    )
+    return [*boards.calls, *fleet_calls(series, outcomes)]

@@ -3,8 +3,12 @@
 Ingest keeps the daily boards and the fleet's hourly rollup current by itself; this reconciler
 recomputes them from the stored readings (the boards of one day, the rollup over the retention window),
 to repair what a crash between a write and its derived updates could leave behind, and after a
-site's capacity changes. It also repairs the fleet-wide site indexes from the site hashes (a site's
-write is two single-slot calls; :mod:`redisolar.dao.sites.reconcile`). Scores carry the data version
+site's capacity changes. When ``FLEET_SHARDS`` differs from the layout the derived keys were built
+with (``fleet:shards``), the pass rebuilds every indexed day's boards and the whole rollup window in
+the new layout, then records it: changing ``FLEET_SHARDS`` needs no migration, only this pass (the
+periodic reconciler's first pass at start-up, or ``POST /api/analytics/leaderboards/update``). It also
+repairs the fleet-wide site indexes from the site hashes (a site's write is two single-slot calls;
+:mod:`redisolar.dao.sites.reconcile`). Scores carry the data version
 they came from, so a reconcile racing an ingest never overwrites a newer score. Across processes, one
 reconcile runs at a time (a Redis lock); the periodic thread is started only by the process that
 should run it (``redisolar serve`` starts it in one process), never at import time.
@@ -103,17 +107,34 @@ class LeaderboardUpdater:
 
     def _update_all(self, day: date, fleet_hours: int | None) -> UpdateReport:
         capacity = self.update_capacity_leaderboard()
-        changed = self.update_generation_leaderboard(day)
-        self.leaderboard_dao.resum_daily_boards(day)
+        former = self.timeseries_dao.fleet.stored_layout()
+        days = [day] if former == self.keys.fleet_shards else self._relayout_days(day)
+        changed = 0
+        for board_day in days:
+            changed += self.update_generation_leaderboard(board_day)
+            self.leaderboard_dao.resum_daily_boards(board_day)
         retention_days = self.timeseries_dao.default_retention // MS_PER_DAY
         if retention_days:
             self.leaderboard_dao.prune_daily_boards(retention_days + 1)
-        hours = self.update_fleet_hours(fleet_hours)
+        if former != self.keys.fleet_shards:
+            hours = self.update_fleet_hours(None)
+            self.timeseries_dao.fleet.finish_relayout(former)
+        else:
+            hours = self.update_fleet_hours(fleet_hours)
         log.info(
             "leaderboards reconciled for %s: %d sites, %d scores changed, %d fleet hours rebuilt",
             day, capacity, changed, hours,
         )  # fmt: skip
         return UpdateReport(day, self.site_dao.count(), capacity, changed)
+
+    def _relayout_days(self, day: date) -> list[date]:
+        """``FLEET_SHARDS`` changed since the last pass: every indexed board day and ``day``, their
+        boards in the new layout cleared, to be rebuilt from the readings (the former layout's keys
+        are no longer read and expire with the retention window)."""
+        days = sorted({*self.leaderboard_dao.daily_board_days(), day})
+        log.warning("FLEET_SHARDS is now %d: rebuilding %d days of boards", self.keys.fleet_shards, len(days))
+        self.leaderboard_dao.clear_daily_boards(days)
+        return days
 
     def update_capacity_leaderboard(self) -> int:
         """Repair the site indexes (the capacity board, its sum, the running totals, the search sets)

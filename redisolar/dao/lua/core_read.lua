@@ -1,18 +1,22 @@
 -- Core backend: read one site's readings in [start, end) and reduce them on the server.
--- KEYS[1] series meta hash. ARGV[1] retention ms (0 = none), ARGV[2] partition key prefix,
+-- KEYS[1] series meta hash, KEYS[2] the site hash, KEYS[3..] the day partitions 'core:{site:ID}:d:DAY'
+-- of consecutive days from ARGV[2] (the caller declares the days of the range; days outside them are
+-- not read). ARGV[1] retention ms (0 = none), ARGV[2] the day of KEYS[3] ('' when none is declared),
 -- ARGV[3] mode, ARGV[4] start ms (inclusive), ARGV[5] end ms (exclusive), then by mode:
 --   'raw'    ARGV[6] metric (1 generated, 2 used, 3 temperature, 4 net)  -> {ts, value, ts, value, ...}
 --   'agg'    ARGV[6] metric, ARGV[7] aggregator, ARGV[8] bucket ms      -> {bucket ts, value, ...}
---   'stats'  KEYS[2] the site hash -> {count, sum generated, max generated, min generated, sum used,
---            sum temperature, capacity or ''} ({0, capacity or ''} when no reading is in the range)
---   'latest' -> {ts, generated, used, temperature} of the newest reading, or {}
+--   'stats'  -> {count, sum generated, max generated, min generated, sum used, sum temperature,
+--            capacity or ''} ({0, capacity or ''} when no reading is in the range)
+--   'latest' (KEYS[3] the newest reading's partition, for data written before the meta hash kept it)
+--            -> {ts, generated, used, temperature} of the newest reading, or {}
 --   'daysum' -> {version, sum of generated in [start, end), number of readings in it}
 -- Readings older than the retention window (counted back from the newest reading) are invisible.
 -- Values are returned as strings formatted with %.17g, so they convert back to the exact doubles.
 local DAY = 86400000
 local REC = 28
 local retention = tonumber(ARGV[1])
-local prefix = ARGV[2]
+local declared_first = tonumber(ARGV[2])
+local declared_last = declared_first and declared_first + #KEYS - 3
 local mode = ARGV[3]
 local meta = redis.call('HMGET', KEYS[1], 'newest', 'lo', 'hi', 'v')
 local newest = tonumber(meta[1])
@@ -25,7 +29,8 @@ end
 local function fmt(x) return string.format('%.17g', x) end
 
 if mode == 'latest' then
-  local part = redis.call('GET', prefix .. meta[3])
+  if declared_first ~= tonumber(meta[3]) then return redis.error_reply('UNDECLARED partition ' .. meta[3]) end
+  local part = redis.call('GET', KEYS[3])
   local off, g, u, c = struct.unpack('<I4ddd', part, #part - REC + 1)
   return {tonumber(meta[3]) * DAY + off, fmt(g), fmt(u), fmt(c)}
 end
@@ -36,10 +41,12 @@ if retention > 0 and start_ms < newest - retention then start_ms = newest - rete
 
 -- Calls visit(ts, generated, used, temperature) for every reading in [start_ms, end_ms), in order.
 local function each(visit)
-  local first = math.max(math.floor(start_ms / DAY), tonumber(meta[2]))
-  local last = math.min(math.floor((end_ms - 1) / DAY), tonumber(meta[3]))
+  if not declared_first then return end
+  local first = math.max(math.floor(start_ms / DAY), tonumber(meta[2]), declared_first)
+  local last = math.min(math.floor((end_ms - 1) / DAY), tonumber(meta[3]), declared_last)
   for day = first, last do
-    local part = redis.call('GET', prefix .. day)
+    local k = 3 + day - declared_first
+    local part = redis.call('GET', KEYS[k])
     if part then
       local base = day * DAY
       for p = 1, #part, REC do

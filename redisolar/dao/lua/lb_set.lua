@@ -1,10 +1,12 @@
 -- Set daily leaderboard scores, newest data version wins (retries and reordering never go backwards).
 -- KEYS[1] generation board (zset), KEYS[2] efficiency board (zset), KEYS[3] versions (hash),
 -- KEYS[4], KEYS[5] the running sums of the two boards (see zset_set.lua: kept only while known);
---   all five share the hash tag {lb:DAY}.
+--   all five share the hash tag {lb:DAY} (sharded: {lb:DAY:k}).
 -- ARGV[1] expire-at (unix seconds) for the keys;
 -- then groups of four: member, version, generation score, efficiency score ('' = no capacity known).
--- Returns the number of members whose scores were set.
+-- Returns {the number of members whose scores were set, 1 if this call created the day's board (its
+-- versions hash did not exist: the caller adds the day to the index of days, lb:days) else 0}.
+local created = redis.call('EXISTS', KEYS[3]) == 0
 local gen_known = redis.call('EXISTS', KEYS[4]) == 1 or redis.call('ZCARD', KEYS[1]) == 0
 local eff_known = redis.call('EXISTS', KEYS[5]) == 1 or redis.call('ZCARD', KEYS[2]) == 0
 local members = {}
@@ -49,4 +51,5 @@ end
 for k = 1, 5 do
   redis.call('EXPIREAT', KEYS[k], ARGV[1])
 end
-return changed
+if created and changed > 0 then return {changed, 1} end
+return {changed, 0}
