@@ -40,7 +40,7 @@ and merges, a rank sums the members ahead in each shard, totals add up). S = 1 (
 unsharded names. ``lb:days`` (the index of board days) was the fourth per-reading key (95 % of a core
 at 10^7): it is no longer sharded but written only when a day's board is created (S times a day). The
 ``{sites}`` slot and the per-site ``{site:ID}`` slots are not written per reading by fleet-wide code.
-Advice: S = 1 up to ~10^6 sites; at 10^7 sites S >= 4 puts each part near 40 % of a core (S = 8: 20 %).
+Advice: S = 1 up to ~10^6 sites; at 10^7 sites S = 8 (each part at most 20 % of a core; S = 4: 41 %).
 """
 
 from __future__ import annotations
