@@ -31,6 +31,7 @@ from typing import Any
 
 import redis
 from redis.cluster import ClusterNode
+from redis.connection import SENTINEL
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -199,7 +200,7 @@ class _Group:
         try:
             replies = [[_reply(self.connection) for _ in parts][-1] for parts in self.commands]
             if self.durability.replicas:
-                replies = self._waited(replies, _reply(self.connection))
+                replies = self._waited(replies, _reply(self.connection, self._wait_timeout()))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self._fail(exc)
             return exc
@@ -208,6 +209,18 @@ class _Group:
             raise
         self.node.connection_pool.release(self.connection)
         return replies
+
+    def _wait_timeout(self) -> float | None:
+        """How long to read ``WAIT``'s reply: the socket timeout plus ``DURABILITY_TIMEOUT_MS``, since
+        the server holds the reply that long when no replica acknowledges. With the socket timeout
+        alone, a ``REDIS_SOCKET_TIMEOUT`` no longer than the WAIT's timeout would turn every
+        unreplicated write into a read timeout (retried as if the node were dead, a generic 503 after
+        the retries) instead of :class:`~redisolar.errors.NotReplicated` (found by the failover test:
+        1 s and 1 s, a master promoted without a replica yet)."""
+        socket_timeout = getattr(self.connection, "socket_timeout", None)
+        if socket_timeout is None:
+            return None
+        return float(socket_timeout) + self.durability.timeout_ms / 1000
 
     def _waited(self, replies: list[Any], acknowledged: Any) -> list[Any]:
         if isinstance(acknowledged, Exception):
@@ -229,9 +242,10 @@ class _Group:
             raise exc  # wrong credentials: not a moving slot, retrying will not help
 
 
-def _reply(connection: Any) -> Any:
-    """The next reply on ``connection``; an error reply returned as its exception, not raised."""
+def _reply(connection: Any, timeout: float | object | None = SENTINEL) -> Any:
+    """The next reply on ``connection`` (waiting up to ``timeout`` seconds; by default its socket
+    timeout); an error reply returned as its exception, not raised."""
     try:
-        return connection.read_response()
+        return connection.read_response(timeout=timeout)
     except redis.ResponseError as exc:
         return exc
