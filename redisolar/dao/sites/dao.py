@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.sites.core_search import CoreSearch
 from redisolar.dao.sites.hashes import text
+from redisolar.dao.sites.pages import unfiltered_search
 from redisolar.dao.sites.query import SearchQuery, SearchResult, parse_query
 from redisolar.dao.sites.reconcile import ReconcileReport, reconcile_sites
 from redisolar.dao.sites.redisearch import RediSearchSites, cannot_index_here, is_missing_index
@@ -79,6 +80,10 @@ class SiteDaoRedis(SiteStore):
             limit=limit,
             offset=offset,
         )
+        if not (query.terms or query.exact or query.capacity_bounds or query.geo):
+            # No filter: one page of the id index by rank, whatever the fleet's size (both engines
+            # would read or sort every site to answer it).
+            return unfiltered_search(self.redis, self.keys, limit=query.limit, offset=query.offset)
         if self._prepare_search() == "redisearch":
             return self._search_redisearch(query)
         return self._core.search(query)
