@@ -21,7 +21,7 @@ to it, so they store readings *and* keep the boards current, as the seed's tests
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,6 +53,11 @@ log = logging.getLogger(__name__)
 DEFAULT_RETENTION_MS = 30 * 24 * MS_PER_HOUR
 BACKENDS = ("auto", "redistimeseries", "core")
 MAX_BUCKETS = 100_000
+PAGE_READINGS = 2_000
+"""The number of readings :meth:`TimeSeriesDao.record_pages` aims at per page."""
+MIN_PAGE_WINDOW_MS = 1_000
+MAX_PAGE_WINDOW_MS = 24 * MS_PER_HOUR
+"""The widest window one page reads: a page never holds more than a day of one site's readings."""
 
 
 def server_has_timeseries(client: redis.Redis) -> bool:
@@ -227,6 +232,47 @@ class TimeSeriesDao:
         if start == end:
             return []
         return _data(self.backend.points(site_id, MetricType(metric), start, end))
+
+    def stored_span(self, site_id: int) -> tuple[int, int] | None:
+        """``[first, end)`` in ms that can hold the site's visible readings: from the retention
+        window's start (0 without retention) to just after the newest reading; None without
+        readings. One round trip."""
+        newest = self.backend.newest([check_site_id(site_id)])[site_id]
+        if newest is None:
+            return None
+        return (max(0, newest - self.default_retention) if self.default_retention else 0), newest + 1
+
+    def record_pages(
+        self, site_id: int, start_time: datetime, end_time: datetime, page_size: int = PAGE_READINGS
+    ) -> Iterator[list[Record]]:
+        """Every reading of a site in ``[start_time, end_time)`` as ``(ms, generated, used, temp)``
+        records in time order, a page (a non-empty list) at a time, for exports of any length.
+
+        Pages are time windows, sized from the last one to hold about ``page_size`` readings and
+        never wider than a day (:data:`MAX_PAGE_WINDOW_MS`), so memory is bounded by a day of one
+        site's readings whatever the range; the range is first clipped to :meth:`stored_span`.
+        Each page reads the three stored metrics (three round trips) and keeps the timestamps all
+        three hold: a reading written between those reads shows up in none or in a later export.
+        """
+        start, end = self._range(site_id, start_time, end_time)
+        span = self.stored_span(site_id)
+        if span is None:
+            return
+        lo, hi = max(start, span[0]), min(end, span[1])
+        window = MS_PER_HOUR
+        while lo < hi:
+            upper = min(hi, lo + window)
+            page = self._records(site_id, lo, upper)
+            window, lo = _next_window(window, len(page), page_size), upper
+            if page:
+                yield page
+            del page  # not held while the next one is read: one page in memory at a time
+
+    def _records(self, site_id: int, start: int, end: int) -> list[Record]:
+        """The site's readings in ``[start, end)`` (ms) as records."""
+        generated, used, temp = (self.backend.points(site_id, m, start, end) for m in RECORD_METRICS)
+        used_at, temp_at = dict(used), dict(temp)
+        return [(ts, g, used_at[ts], temp_at[ts]) for ts, g in generated if ts in used_at and ts in temp_at]
 
     def get_latest_reading(self, site_id: int, metric: MetricType) -> TimeSeriesData | None:
         """The newest reading of one metric, or None."""
@@ -410,6 +456,20 @@ class FleetGeneration:
     period_end: datetime
     wh_generated: float
     active_sites: int
+
+
+RECORD_METRICS = (MetricType.WH_GENERATED, MetricType.WH_USED, MetricType.TEMP_C)
+"""The stored metrics, in the order of a :data:`Record`'s values."""
+
+
+def _next_window(window: int, count: int, page_size: int) -> int:
+    """The next page's window (ms): scaled so it would have held about ``page_size`` of the last
+    page's ``count`` readings, at most doubled, within the window bounds."""
+    if count > page_size:
+        window = window * page_size // count
+    elif count < page_size // 2:
+        window *= 2
+    return max(MIN_PAGE_WINDOW_MS, min(MAX_PAGE_WINDOW_MS, window))
 
 
 def _data(points: list[Point]) -> list[TimeSeriesData]:
