@@ -1,4 +1,4 @@
-"""The ``redisolar`` command: ``serve``, ``load`` and ``demo``.
+"""The ``redisolar`` command: ``serve``, ``load`` and ``demo`` (``keys`` and ``export`` in their own modules).
 
 Every command reads the same configuration as the app (``create_app``): defaults, then
 ``instance/<config>.cfg``, then the ``REDISOLAR_*`` environment (``REDISOLAR_REDIS_URL``,
@@ -615,6 +615,7 @@ __all__ = ["main"]
 
 
 def _add_subcommands() -> None:
+    import redisolar.cli_export  # noqa: F401  (adds itself to main; imported first, it imports this module)
     from redisolar.cli_keys import keys  # imported here: it imports this module
 
     main.add_command(keys)

@@ -17,6 +17,9 @@ Paths, methods, success codes and shapes are the seed's. Decisions where it show
 - ``POST /leaderboards/update`` runs the reconciler now and answers 200 with its report; when another
   process holds the reconciler's lock it answers 202 with ``report: null`` (that run does the work).
 - ``GET /summary`` may be cached for ``SUMMARY_CACHE_SECONDS`` per process.
+- ``GET /readings/<id>/export`` streams (:mod:`redisolar.services.export`): the request and the site
+  are checked before the first byte (400/404 as JSON); a failure after that (Redis gone mid-export)
+  can only cut the response short, which the client sees as a truncated transfer.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, stream_with_context
 
 from redisolar.api import render
 from redisolar.api.common import Blueprint, json_body, services, time_range
@@ -32,6 +35,7 @@ from redisolar.api.errors import NoData
 from redisolar.api.fast_readings import read_batch, read_reading
 from redisolar.api.schemas import (
     DayArgs,
+    ExportArgs,
     LatestReadingsSchema,
     LeaderboardArgs,
     LeaderboardSchema,
@@ -54,6 +58,7 @@ from redisolar.models.schemas import SiteAnalyticsSchema
 from redisolar.models.site import MetricType, SiteAnalytics
 from redisolar.services import analytics, leaderboards
 from redisolar.services import summary as fleet
+from redisolar.services.export import CONTENT_TYPES, ExportRequest, open_site_export
 from redisolar.services.ingest import ingest
 
 analytics_bp = Blueprint(
@@ -122,6 +127,39 @@ def get_latest_readings(site_id: int) -> Response:
     latest = analytics.latest_readings(services(), site_id, known=known_site_existence(site_id))
     points = {m.value: render.point(p) for m, p in latest.items()}
     return render.json_response({"site_id": site_id, "latest_readings": points})
+
+
+EXPORT_RESPONSE = {
+    "description": "The readings as a file (streamed): CSV with a header row, or NDJSON",
+    "content": {
+        CONTENT_TYPES["csv"].split(";")[0]: {"schema": {"type": "string"}},
+        CONTENT_TYPES["ndjson"]: {"schema": {"type": "string"}},
+    },
+    "headers": {
+        "Content-Disposition": {
+            "description": "`attachment; filename=...` (site, range and resolution)",
+            "schema": {"type": "string"},
+            "required": True,
+        }
+    },
+}
+
+
+@analytics_bp.route("/readings/<site_id:site_id>/export", methods=["GET"])
+@analytics_bp.arguments(ExportArgs, location="query")
+@analytics_bp.doc(responses={200: EXPORT_RESPONSE})
+@analytics_bp.errors(404)
+def export_readings(args: dict[str, Any], site_id: int) -> Response:
+    """A site's readings over a time range as a CSV or NDJSON file, raw or per hour / local day.
+
+    UTC and site-local timestamps on every row; streamed, in constant memory whatever the range.
+    """
+    start, end = time_range(args)
+    request = ExportRequest(start, end, args["format"], args["resolution"])
+    export = open_site_export(services(), site_id, request)
+    response = Response(stream_with_context(export.chunks), content_type=export.content_type)
+    response.headers["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    return response
 
 
 @analytics_bp.route(

@@ -23,6 +23,8 @@ from redisolar.models.schemas import (
     TimeSeriesDataSchema,
 )
 from redisolar.models.site import MAX_SITE_ID
+from redisolar.services.export import FORMATS as EXPORT_FORMATS
+from redisolar.services.export import RESOLUTIONS as EXPORT_RESOLUTIONS
 from redisolar.timeutil import UTC, as_utc
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -84,6 +86,24 @@ class SeriesArgs(RangeArgs):
         load_default=3_600_000,
         validate=validate.Range(1, MAX_BUCKET_MS),
         metadata={"description": "Bucket width in ms, aligned to the epoch (aggregations only; default 1 h)"},
+    )
+
+
+class ExportArgs(RangeArgs):
+    """A time range, the file format and the resolution of an export."""
+
+    format = fields.String(
+        load_default="csv",
+        validate=validate.OneOf(EXPORT_FORMATS),
+        metadata={"description": "`csv` (RFC 4180, a header row) or `ndjson` (one JSON object a line)"},
+    )
+    resolution = fields.String(
+        load_default="raw",
+        validate=validate.OneOf(EXPORT_RESOLUTIONS),
+        metadata={
+            "description": "`raw` (every reading), `hour` (UTC clock hours) or `day` (the site's local "
+            "days); buckets are sums, temperature min/max/avg and counts, the range widened to whole buckets"
+        },
     )
 
 

@@ -15,7 +15,7 @@ class Need(Enum):
     """What a request must be allowed to do."""
 
     PUBLIC = "public"  # health, index, documentation, the dashboard's pages and files
-    READ = "read"  # every other GET
+    READ = "read"  # every other GET (readings and their export, analytics, boards, ...)
     WRITE_SITE = "write"  # POST readings of the path's site
     ADMIN = "admin"  # sites, keys, leaderboard reconciles
 
