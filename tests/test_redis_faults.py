@@ -62,6 +62,14 @@ def free_port() -> int:
 
 
 # -- RediSearch outside database 0 ------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _metrics_directory(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``serve`` and ``demo`` run in this process here, where earlier tests imported prometheus_client:
+    give them a multiprocess directory of the operator's kind (which they keep as it is) rather than
+    the private one they make only before the client's first import."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path_factory.mktemp("metrics")))
+
+
 @pytest.fixture
 def stack_db1(stack_redis: RedisServer) -> RedisServer:
     """The session's Redis Stack server with database 1 flushed."""
