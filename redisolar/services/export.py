@@ -229,7 +229,8 @@ def _encode(rows: Iterable[Row], request: ExportRequest) -> str:
     if request.format == "ndjson":
         columns = request.columns
         return "".join(
-            json.dumps(dict(zip(columns, row, strict=True)), allow_nan=False) + "\n" for row in rows
+            json.dumps(dict(zip(columns, row, strict=True)), allow_nan=False, separators=(",", ":")) + "\n"
+            for row in rows
         )
     out = io.StringIO()
     csv.writer(out).writerows(tuple(repr(v) if isinstance(v, float) else v for v in row) for row in rows)
