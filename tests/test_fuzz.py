@@ -156,16 +156,16 @@ def _no_constant(name: str) -> Any:
 
 
 def strict_json(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> None:
-    """A body is strict JSON (no NaN/Infinity), an NDJSON body every line of it; a CSV export is
-    not JSON. A 204 has none; HEAD and OPTIONS may have none."""
+    """A body is strict JSON (no NaN/Infinity), an NDJSON body every line of it; a CSV export and
+    the Prometheus text of ``/metrics`` are not JSON. A 204 has none; HEAD and OPTIONS may have none."""
     if response.status_code == 204:
         assert not response.content, f"204 with a body: {response.content[:200]!r}"
         return
     if not response.content and response.request.method in ("HEAD", "OPTIONS"):
         return
     media_type = response.headers.get("content-type", [""])[0].split(";")[0].strip()
-    if media_type == "text/csv":  # an export (its content type is checked against the document)
-        return
+    if media_type in ("text/csv", "text/plain"):  # an export, /metrics' Prometheus text (content types
+        return  # are checked against the document)
     documents = response.content.splitlines() if media_type == "application/x-ndjson" else [response.content]
     for document in documents:
         try:
