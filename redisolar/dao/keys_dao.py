@@ -51,7 +51,8 @@ class ApiKeyDao:
         """Store a new key like ``key`` (its id and times are set here). Returns it and its secret,
         which is not stored and cannot be shown again."""
         key_id, secret = new_secret()
-        now = utcnow().replace(microsecond=0)
+        moment = utcnow()
+        now = moment.replace(microsecond=0)
         expires = now + timedelta(days=expires_days) if expires_days else None
         stored = ApiKey(
             key_id, key.scope, key.name, tuple(sorted(set(key.sites))), key.all_sites, now, expires
@@ -69,12 +70,13 @@ class ApiKeyDao:
         pipe.hset(self.keys.api_key_key(key_id), mapping=record)
         if stored.sites:
             pipe.sadd(self.keys.api_key_sites_key(key_id), *stored.sites)
-        pipe.zadd(self.keys.api_keys_key(), {key_id: to_ms(now)})
+        pipe.zadd(self.keys.api_keys_key(), {key_id: to_ms(moment)})  # the order: to the ms, not the s
         pipe.execute()
         return stored, secret
 
     def find_all(self) -> list[ApiKey]:
-        """Every key, oldest first (two round trips)."""
+        """Every key, oldest first (two round trips): by the registry's score, the creation time in
+        ms (the record's ``created`` is shown to the second); keys of the same ms by id."""
         ids = [str(key_id) for key_id in self.client.zrange(self.keys.api_keys_key(), 0, -1)]
         return [key for key in self._fetch(ids) if key is not None]
 
