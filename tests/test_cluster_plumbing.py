@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
 import redis
+from conftest import ApiCalls
+from flask import Flask
 
 from redisolar import store
 from redisolar.config import Config
 from redisolar.dao.routing import CrossSlotCall
-from redisolar.dao.scripts import ScriptCall, lua_script, run_scripts, run_scripts_collect
+from redisolar.dao.scripts import ScriptCall, load_script, lua_script, run_scripts, run_scripts_collect
 from redisolar.errors import NotReplicated
 from redisolar.settings import ConfigError, from_environment, validate_config
 
@@ -92,3 +95,38 @@ def test_replicated_without_a_replica_is_not_acknowledged(
             run_scripts(replicated, [ScriptCall(ECHO, ("w:{1}",), ("v",))])
     finally:
         replicated.close()
+
+
+COUNT = lua_script("count_calls", "return redis.call('INCR', KEYS[1])")
+
+
+def test_an_unreplicated_write_is_waited_for_past_the_socket_timeout(
+    backend_server: BackendServer, client: redis.Redis
+) -> None:
+    """REDIS_SOCKET_TIMEOUT 0.5 s, DURABILITY_TIMEOUT_MS 1 s, no replica: WAIT's reply (0, after 1 s)
+    is read, so the call is NotReplicated and ran once; read with the socket timeout alone it timed
+    out, and the client's retries sent the script again each time, then a generic error."""
+    config = backend_server.config(durability="replicated", durability_timeout_ms=1000, socket_timeout=0.5)
+    replicated = config.client()
+    try:
+        load_script(replicated, COUNT)
+        results = run_scripts_collect(replicated, [ScriptCall(COUNT, ("n:{1}",), ())])
+    finally:
+        replicated.close()
+    assert isinstance(results[0], NotReplicated), results
+    assert client.get("n:{1}") == "1"
+
+
+def test_the_api_answers_an_unreplicated_write_with_its_503(
+    app_factory: Callable[..., Flask], backend_server: BackendServer, client: redis.Redis
+) -> None:
+    app = app_factory(
+        backend_server.server,
+        TIMESERIES_BACKEND=backend_server.name,
+        DURABILITY="replicated",
+        DURABILITY_TIMEOUT_MS=1000,
+        REDIS_SOCKET_TIMEOUT=0.5,
+    )
+    response = app.test_client().post("/api/sites/", json=ApiCalls.site_body(1))
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert response.get_json()["details"] == {"replicas_acknowledged": 0, "replicas_required": 1}

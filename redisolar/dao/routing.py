@@ -200,7 +200,8 @@ class _Group:
         try:
             replies = [[_reply(self.connection) for _ in parts][-1] for parts in self.commands]
             if self.durability.replicas:
-                replies = self._waited(replies, _reply(self.connection, self._wait_timeout()))
+                wait = wait_reply_timeout(self.connection, self.durability)
+                replies = self._waited(replies, _reply(self.connection, wait))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self._fail(exc)
             return exc
@@ -209,18 +210,6 @@ class _Group:
             raise
         self.node.connection_pool.release(self.connection)
         return replies
-
-    def _wait_timeout(self) -> float | None:
-        """How long to read ``WAIT``'s reply: the socket timeout plus ``DURABILITY_TIMEOUT_MS``, since
-        the server holds the reply that long when no replica acknowledges. With the socket timeout
-        alone, a ``REDIS_SOCKET_TIMEOUT`` no longer than the WAIT's timeout would turn every
-        unreplicated write into a read timeout (retried as if the node were dead, a generic 503 after
-        the retries) instead of :class:`~redisolar.errors.NotReplicated` (found by the failover test:
-        1 s and 1 s, a master promoted without a replica yet)."""
-        socket_timeout = getattr(self.connection, "socket_timeout", None)
-        if socket_timeout is None:
-            return None
-        return float(socket_timeout) + self.durability.timeout_ms / 1000
 
     def _waited(self, replies: list[Any], acknowledged: Any) -> list[Any]:
         if isinstance(acknowledged, Exception):
@@ -240,6 +229,21 @@ class _Group:
             self.connection = None
         if exc is not None and is_auth_failure(exc):
             raise exc  # wrong credentials: not a moving slot, retrying will not help
+
+
+def wait_reply_timeout(connection: Any, durability: Durability) -> float | None:
+    """How long to read ``WAIT``'s reply on ``connection``: its socket timeout plus
+    ``DURABILITY_TIMEOUT_MS``, since the server holds the reply that long when no replica
+    acknowledges (None: the connection has no timeout). With the socket timeout alone, a
+    ``REDIS_SOCKET_TIMEOUT`` no longer than the WAIT's timeout would turn every unreplicated write
+    into a read timeout (retried as if the node were dead, a generic 503 after the retries) instead
+    of :class:`~redisolar.errors.NotReplicated` (found by the failover test: 1 s and 1 s, a master
+    promoted without a replica yet). Used on a cluster (:class:`_Group`) and on a standalone server
+    (:mod:`redisolar.dao.scripts`)."""
+    socket_timeout = getattr(connection, "socket_timeout", None)
+    if socket_timeout is None:
+        return None
+    return float(socket_timeout) + durability.timeout_ms / 1000
 
 
 def _reply(connection: Any, timeout: float | object | None = SENTINEL) -> Any:

@@ -178,6 +178,7 @@ def _execute(
         extra(pipe)
     if durability.replicas:
         pipe.execute_command("WAIT", durability.replicas, durability.timeout_ms)
+        _read_wait_patiently(pipe, durability)
     results = list(pipe.execute(raise_on_error=False))
     for result in results[len(calls) :]:
         if isinstance(result, Exception):
@@ -186,6 +187,24 @@ def _execute(
         short = NotReplicated(int(results[-1]), durability.replicas)
         return [r if isinstance(r, Exception) else short for r in results[: len(calls)]]
     return results[: len(calls)]
+
+
+def _read_wait_patiently(pipe: Pipeline, durability: Durability) -> None:
+    """Have ``pipe`` read ``WAIT``'s reply for the socket timeout plus ``DURABILITY_TIMEOUT_MS``
+    (:func:`redisolar.dao.routing.wait_reply_timeout`, as on a cluster): with the socket timeout
+    alone, ``REDIS_SOCKET_TIMEOUT`` <= ``DURABILITY_TIMEOUT_MS`` made every unreplicated write a read
+    timeout, retried whole by redis-py (scripts and WAIT again) and then a generic 503, never
+    :class:`~redisolar.errors.NotReplicated`. The other replies keep the socket timeout. Set on this
+    pipeline object alone (redis-py reads each reply through ``parse_response``), so the metrics'
+    wrapper of ``execute`` and the client's retries stay as they are."""
+    parse = pipe.parse_response
+
+    def parse_response(connection: Any, command_name: Any, **options: Any) -> Any:
+        if command_name != "WAIT":
+            return parse(connection, command_name, **options)
+        return connection.read_response(timeout=routing.wait_reply_timeout(connection, durability))
+
+    pipe.parse_response = parse_response  # type: ignore[method-assign]
 
 
 def _on_cluster(
