@@ -24,7 +24,7 @@ import click
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from redisolar.config import redact_url
-from redisolar.dao.site_timezones import give_sites_timezones
+from redisolar.dao.site_timezones import give_sites_timezones, give_sites_transitions
 from redisolar.embedded import EmbeddedRedisError, RedisServer, find_best_server
 from redisolar.errors import RediSolarError
 from redisolar.logs import FORMATS, configure_logging
@@ -382,6 +382,8 @@ def migrate(cli: CliContext) -> None:
     zone = services.settings.default_timezone  # the start-up skips this walk once done; here it runs again
     given = give_sites_timezones(services.redis, services.keys, zone, force=True)
     click.echo(f"Time zones: {given} sites without one given their coordinates' zone (or {zone}).")
+    tables = give_sites_transitions(services.redis, services.keys, force=True)
+    click.echo(f"Offset histories: {tables} sites given their zone's (field tzt).")
 
 
 def _plan(sites: int, days: float, interval: int, profile: str, seed: int | None) -> SamplePlan:

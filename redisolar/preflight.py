@@ -15,7 +15,7 @@ import redis
 
 from redisolar.config import Config
 from redisolar.dao.migrate import MigrationReport, migrate
-from redisolar.dao.site_timezones import give_sites_timezones
+from redisolar.dao.site_timezones import give_sites_timezones, give_sites_transitions
 from redisolar.redis_faults import is_auth_failure
 from redisolar.services import Services
 
@@ -35,9 +35,11 @@ def check_services(services: Services) -> None:
 def migrate_store(services: Services) -> MigrationReport:
     """Move data of an earlier key layout to this one (idempotent; one round trip when there is
     nothing to move: :mod:`redisolar.dao.migrate`), then give sites stored without a time zone theirs
-    (one round trip once done: :mod:`redisolar.dao.site_timezones`)."""
+    (one round trip once done: :mod:`redisolar.dao.site_timezones`), and sites with a zone but no
+    offset history ``tzt`` theirs (one more round trip once done)."""
     report = migrate(services.redis, services.keys)
     give_sites_timezones(services.redis, services.keys, services.settings.default_timezone)
+    give_sites_transitions(services.redis, services.keys)
     return report
 
 

@@ -75,11 +75,28 @@ class LuaScript:
 
 @cache
 def script(name: str) -> LuaScript:
-    """The script ``redisolar/dao/lua/<name>.lua`` (flagged if in :data:`ALLOW_OOM_SCRIPTS`)."""
-    source = resources.files("redisolar.dao").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    """The script ``redisolar/dao/lua/<name>.lua`` (flagged if in :data:`ALLOW_OOM_SCRIPTS`), each
+    line ``--@include lib/<lib>.lua`` replaced by that library's text (:func:`with_includes`)."""
+    source = with_includes(resources.files("redisolar.dao").joinpath("lua", f"{name}.lua").read_text("utf-8"))
     if name in ALLOW_OOM_SCRIPTS:
         return lua_script(name, ALLOW_OOM_SHEBANG + source, legacy=lua_script(name, source))
     return lua_script(name, source)
+
+
+INCLUDE = "--@include "
+
+
+def with_includes(source: str) -> str:
+    """``source`` with each line ``--@include <path>`` (a path under ``redisolar/dao/lua``) replaced by
+    that file's text: Redis scripts cannot load modules, so shared Lua (``lib/localday.lua``) is pasted
+    in; one level (libraries include nothing), and the SHA covers the pasted text."""
+    lua = resources.files("redisolar.dao").joinpath("lua")
+    return "".join(
+        lua.joinpath(*line[len(INCLUDE) :].strip().split("/")).read_text("utf-8")
+        if line.startswith(INCLUDE)
+        else line
+        for line in source.splitlines(keepends=True)
+    )
 
 
 def lua_script(name: str, source: str, legacy: LuaScript | None = None) -> LuaScript:

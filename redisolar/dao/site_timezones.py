@@ -15,6 +15,11 @@ the key-layout migration of :mod:`redisolar.dao.migrate`); idempotent:
 
 The zone only ever goes from absent to present, so a second walk changes nothing and a walk racing
 ``PUT``/``POST`` never replaces the zone they wrote.
+
+Then sites with a zone but no offset history ``tzt`` (stored before it existed; the scripts count
+their days in UTC until then) get their zone's (:func:`give_sites_transitions`, marker ``site-tzt``,
+the same walk): ``site_tzt.lua`` sets it only if the zone is still the one read, so a ``PUT`` that
+changed the zone meanwhile (and wrote its own ``tzt``) wins.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
 from redisolar.dao.sites.hashes import text
 from redisolar.dao.sites.store import SiteStore
+from redisolar.localtime import encode_tzt
 from redisolar.models.site import Coordinate
 from redisolar.timezones import derived_timezone
 
@@ -36,6 +42,8 @@ log = logging.getLogger(__name__)
 
 MIGRATION = "site-timezones"
 """Its field in ``migrations:{sites}`` once it has run (value ``done``)."""
+TZT_MIGRATION = "site-tzt"
+"""The field of :func:`give_sites_transitions` in ``migrations:{sites}`` once it has run."""
 ATTEMPTS = 3
 """Reads of a site whose coordinates change while its zone is being set, before it is left for the
 next walk."""
@@ -49,15 +57,46 @@ def give_sites_timezones(client: redis.Redis, keys: KeyManager, default: str, *,
     if not force and client.hexists(marker, MIGRATION):
         return 0
     given = sum(_fill_page(client, keys, ids, default) for ids in SiteStore(client, keys=keys).iter_ids())
+    _mark(client, marker, MIGRATION)
+    if given:
+        log.info("Gave %d sites the time zone of their coordinates (or %s)", given, default)
+    return given
+
+
+def give_sites_transitions(client: redis.Redis, keys: KeyManager, *, force: bool = False) -> int:
+    """Give every site with a zone but no ``tzt`` its zone's (run after :func:`give_sites_timezones`);
+    returns how many got one. Does nothing (one round trip) once it has run, unless ``force``."""
+    marker = keys.migrations_key()
+    if not force and client.hexists(marker, TZT_MIGRATION):
+        return 0
+    given = sum(_fill_tzt_page(client, keys, ids) for ids in SiteStore(client, keys=keys).iter_ids())
+    _mark(client, marker, TZT_MIGRATION)
+    if given:
+        log.info("Gave %d sites the offset history of their time zone", given)
+    return given
+
+
+def _fill_tzt_page(client: redis.Redis, keys: KeyManager, ids: Sequence[int]) -> int:
+    pipe = client.pipeline(transaction=False)
+    for site_id in ids:
+        pipe.hget(keys.site_key(site_id), "timezone")
+        pipe.hexists(keys.site_key(site_id), "tzt")
+    rows: list[Any] = pipe.execute()
+    calls = [
+        ScriptCall(script("site_tzt"), (keys.site_key(site_id),), (text(zone), encode_tzt(text(zone))))
+        for site_id, zone, has in zip(ids, rows[0::2], rows[1::2], strict=True)
+        if zone is not None and not has
+    ]
+    return sum(int(r) for r in run_scripts(client, calls)) if calls else 0
+
+
+def _mark(client: redis.Redis, marker: str, migration: str) -> None:
     try:
-        client.hset(marker, MIGRATION, "done")
+        client.hset(marker, migration, "done")
     except redis.exceptions.OutOfMemoryError:
         # A full Redis refuses even this small write: the walk runs again at the next start-up
         # (idempotent), and the caller's own write meets the same refusal and says so.
         log.warning("Redis is out of memory: the time-zone migration will be checked again at the next start")
-    if given:
-        log.info("Gave %d sites the time zone of their coordinates (or %s)", given, default)
-    return given
 
 
 def _fill_page(client: redis.Redis, keys: KeyManager, ids: Sequence[int], default: str) -> int:

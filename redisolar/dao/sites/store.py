@@ -42,6 +42,7 @@ from redisolar.dao.sites.hashes import (
 from redisolar.dao.sites.query import GEO_MAX_LAT, checked_id
 from redisolar.dao.sites.totals import capacity_limbs, stats_from_hash
 from redisolar.errors import InvalidInput, SiteAlreadyExists, SiteNotFound
+from redisolar.localtime import encode_tzt
 from redisolar.models.site import Site
 
 WRITE_ATTEMPTS = 100
@@ -230,6 +231,8 @@ class SiteStore:
         return ScriptCall(script("sites_index"), keys, args)
 
     def _hash_fields(self, site: Site) -> dict[str, str]:
+        """The hash's fields; with a zone, its offset history ``tzt`` for the scripts' local days
+        (:func:`redisolar.localtime.encode_tzt`, written with the zone so they always agree)."""
         fields = {
             "id": str(site.id),
             "capacity": repr(site.capacity),
@@ -248,6 +251,7 @@ class SiteStore:
             fields.update(lat=lat, lng=lng, location=f"{lng},{lat}")
         if site.timezone is not None:
             fields["timezone"] = site.timezone
+            fields["tzt"] = encode_tzt(site.timezone)
         return fields
 
     # -- reads -------------------------------------------------------------------------------------
