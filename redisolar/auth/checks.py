@@ -1,4 +1,6 @@
-"""The request hooks of the trust boundary (see :mod:`redisolar.auth`)."""
+"""The request hooks of the trust boundary (see :mod:`redisolar.auth`). Under ``AUTH_MODE=auto``,
+whether any key exists comes from :class:`~redisolar.auth.presence.KeyPresence` (what this process
+last knew, see there), not from a registry read on every request."""
 
 from __future__ import annotations
 
@@ -108,6 +110,10 @@ def _with_key(secret: str, need: Need, budget: str, policy: RatePolicy | None, m
 
 
 def _without_key(need: Need, budget: str, policy: RatePolicy | None, mode: str) -> Response | None:
+    """A request without a key: its address's budget and, under ``auto``, whether any key exists,
+    which the process remembers once seen (:mod:`redisolar.auth.presence`: the registry re-read every
+    5 s, its last answer kept while it cannot be read), so a failing-over registry slot does not
+    turn these requests into 503s and most cost no registry read."""
     prefetch = _site_to_prefetch()
     address = _dao().check_address(
         client_address(), budget, policy, want_exists=mode == "auto", prefetch_site=prefetch

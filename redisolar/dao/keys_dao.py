@@ -2,8 +2,10 @@
 
 Each key lives under its own hash tag ``{apikey:ID}`` (its record, which also holds its rate-limit
 budgets, and its sites), so the per-request check is one single-slot script (``auth_check.lua``);
-the registry of key ids (``apikeys``) is only written when keys are created or revoked. Nothing is
-cached in the process: a revoked key is refused by the next request in every worker.
+the registry of key ids (``apikeys``) is only written when keys are created or revoked. Keys are not
+cached in the process: a revoked key is refused by the next request in every worker. Whether any key
+exists (``AUTH_MODE=auto``) is remembered once seen, :class:`~redisolar.auth.presence.KeyPresence`
+(re-read every 5 s, and kept when the registry cannot be read).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from redis.exceptions import NoScriptError
 
 from redisolar import store
 from redisolar.auth.limits import RateDecision, RatePolicy
+from redisolar.auth.presence import KeyPresence
 from redisolar.dao import routing
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import load_script, runnable, script
+from redisolar.errors import StoreUnavailable
 from redisolar.models.api_key import ApiKey, is_key_id, key_id_of, new_secret, secret_hash
 from redisolar.timeutil import from_ms, to_ms, utcnow
 
@@ -41,9 +45,11 @@ class KeyCheck:
 class ApiKeyDao:
     """Creates, lists and revokes API keys; checks presented keys and rate budgets."""
 
-    def __init__(self, client: redis.Redis, keys: KeyManager) -> None:
+    def __init__(self, client: redis.Redis, keys: KeyManager, presence: KeyPresence | None = None) -> None:
         self.client = client
         self.keys = keys
+        self.presence = presence or KeyPresence()
+        """Whether any key exists, as this process last knew it."""
         self._script = script("auth_check")
 
     # -- management --------------------------------------------------------------------------------
@@ -72,6 +78,7 @@ class ApiKeyDao:
             pipe.sadd(self.keys.api_key_sites_key(key_id), *stored.sites)
         pipe.zadd(self.keys.api_keys_key(), {key_id: to_ms(moment)})  # the order: to the ms, not the s
         pipe.execute()
+        self.presence.learn(True)
         return stored, secret
 
     def find_all(self) -> list[ApiKey]:
@@ -93,11 +100,14 @@ class ApiKeyDao:
         pipe.delete(self.keys.api_key_sites_key(key_id))
         pipe.zrem(self.keys.api_keys_key(), key_id)
         deleted, _, _ = pipe.execute()
+        self.presence.forget()
         return bool(deleted)
 
     def any_exist(self) -> bool:
-        """Whether at least one key exists."""
-        return bool(self.client.exists(self.keys.api_keys_key()))
+        """Whether at least one key exists (read now, and remembered: :attr:`presence`)."""
+        exists = bool(self.client.exists(self.keys.api_keys_key()))
+        self.presence.learn(exists)
+        return exists
 
     def _fetch(self, ids: Sequence[str]) -> list[ApiKey | None]:
         pipe = self.client.pipeline(transaction=False)
@@ -130,7 +140,10 @@ class ApiKeyDao:
         keys = (self.keys.api_key_key(key_id), self.keys.api_key_sites_key(key_id))
         args = _args(secret_hash(secret), policy, site_id, budget)
         _, reply, site_exists = self._run(keys, args, registry=False, site=prefetch_site)
-        return replace(_key_check(reply, policy), site_exists=site_exists)
+        check = replace(_key_check(reply, policy), site_exists=site_exists)
+        if check.verdict != "unknown":
+            self.presence.learn(True)  # its record was found: a key exists
+        return check
 
     def check_address(
         self,
@@ -143,15 +156,37 @@ class ApiKeyDao:
     ) -> AddressCheck:
         """Take one request from a client address's ``budget`` and, if ``want_exists``, learn whether
         any key exists, in one round trip (none when neither is needed), which also reads whether the
-        site ``prefetch_site`` exists, when given."""
-        if policy is None and not want_exists:
-            return AddressCheck(None, None, None)
+        site ``prefetch_site`` exists, when given. Whether keys exist comes from :attr:`presence` when
+        it knows; the registry is read otherwise, and a failed read keeps what it knew, if anything."""
+        ask = want_exists and self.presence.must_ask()
         if policy is None:
-            return AddressCheck(None, self.any_exist(), None)
+            return AddressCheck(None, self._keys_exist() if want_exists else None, None)
         keys = (self.keys.address_bucket_key(address, budget),)
         args = _args("", policy, None, budget)
-        keys_exist, reply, site_exists = self._run(keys, args, registry=want_exists, site=prefetch_site)
-        return AddressCheck(_key_check(reply, policy).rate, keys_exist, site_exists)
+        try:
+            keys_exist, reply, site_exists = self._run(keys, args, registry=ask, site=prefetch_site)
+        except UNREACHABLE:
+            if not (ask and self.presence.seen):
+                raise
+            self.presence.keep()  # the registry's node may be the one failing: try without it
+            keys_exist, reply, site_exists = self._run(keys, args, registry=False, site=prefetch_site)
+        if ask and keys_exist is not None:
+            self.presence.learn(keys_exist)
+        known = self.presence.seen if want_exists else None  # as just read, or remembered
+        return AddressCheck(_key_check(reply, policy).rate, known, site_exists)
+
+    def _keys_exist(self) -> bool:
+        """Whether any key exists: from :attr:`presence` while it knows, else read (a failed read
+        keeps "keys exist" when they had been seen)."""
+        if not self.presence.must_ask():
+            return True
+        try:
+            return self.any_exist()
+        except UNREACHABLE:
+            if not self.presence.seen:
+                raise
+            self.presence.keep()
+            return True
 
     def _run(
         self, keys: tuple[str, ...], args: tuple[Any, ...], *, registry: bool, site: int | None
@@ -207,6 +242,16 @@ class ApiKeyDao:
         for command in commands:
             pipe.execute_command(*command)
         return list(pipe.execute(raise_on_error=False))
+
+
+UNREACHABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.RedisClusterException,  # for one key's EXISTS: no node reachable, slot not covered
+    StoreUnavailable,
+)
+"""Errors that mean "the store (or the registry's node) cannot answer now"."""
 
 
 def _keys_of(command: tuple[Any, ...]) -> tuple[str, ...]:
