@@ -93,6 +93,7 @@ OPTIONS: dict[str, Option] = {
     "TIMESERIES_BACKEND": Option(str, choices=TIMESERIES_BACKENDS),
     "SEARCH_BACKEND": Option(str, choices=SEARCH_BACKENDS),
     "RETENTION_DAYS": Option(float, low=0, high=36_500),
+    "HISTORY_DAYS": Option(float, low=0, high=36_500),
     "CLOCK_SKEW_SECONDS": Option(float, low=0, high=86_400 * 366),
     "MAX_READING_WH": Option(float, low=1, high=MAX_READING_WH_LIMIT),
     "MAX_BATCH_READINGS": Option(int, low=1, high=10_000_000),
@@ -131,6 +132,7 @@ DEFAULTS: dict[str, Any] = {
     "TIMESERIES_BACKEND": "auto",
     "SEARCH_BACKEND": "auto",
     "RETENTION_DAYS": 30.0,  # 0 keeps every reading
+    "HISTORY_DAYS": 3650.0,  # hourly and local-daily rollups (redisolar.dao.history); 0 keeps them all
     "CLOCK_SKEW_SECONDS": DEFAULT_CLOCK_SKEW_SECONDS,  # how far in the future a reading may lie
     # the most energy one reading may carry (Wh): 1e11 = 100 GWh, more than the largest solar complex
     # yields in a day; it keeps every stored sum finite (models.site.MeterReading: "Bounds")
@@ -164,6 +166,7 @@ class Settings:
     redis: Config = field(default_factory=lambda: _config_class()())
     timeseries_backend: str = DEFAULTS["TIMESERIES_BACKEND"]  # auto | redistimeseries | core
     retention_days: float = DEFAULTS["RETENTION_DAYS"]
+    history_days: float = DEFAULTS["HISTORY_DAYS"]
     search_backend: str = DEFAULTS["SEARCH_BACKEND"]  # auto | redisearch | core
     summary_cache_seconds: float = DEFAULTS["SUMMARY_CACHE_SECONDS"]
     default_timezone: str = DEFAULTS["DEFAULT_TIMEZONE"]
@@ -172,6 +175,10 @@ class Settings:
     @property
     def retention_ms(self) -> int:
         return int(self.retention_days * MS_PER_DAY)
+
+    @property
+    def history_ms(self) -> int:
+        return int(self.history_days * MS_PER_DAY)
 
 
 def _config_class() -> type[Config]:
@@ -319,6 +326,7 @@ def settings_from_config(config: Mapping[str, Any]) -> Settings:
         redis=redis_config(config),
         timeseries_backend=config["TIMESERIES_BACKEND"],
         retention_days=config["RETENTION_DAYS"],
+        history_days=config["HISTORY_DAYS"],
         search_backend=config["SEARCH_BACKEND"],
         summary_cache_seconds=config["SUMMARY_CACHE_SECONDS"],
         default_timezone=_check_timezone(config["DEFAULT_TIMEZONE"]),

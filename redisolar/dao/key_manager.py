@@ -183,6 +183,19 @@ class KeyManager:
         """The partition keys' common prefix; the Lua scripts append the day number."""
         return f"{self.key_prefix}core:{self.site_tag(site_id)}:d:"
 
+    def history_meta_key(self, site_id: int) -> str:
+        """Hash ``hist:{site:ID}:meta`` (:mod:`redisolar.dao.history`): ``newest`` (ms of the newest
+        reading rolled up), ``lh``/``hh`` and ``ld``/``hd`` (lowest/highest hour and day block written)."""
+        return f"{self.key_prefix}hist:{self.site_tag(site_id)}:meta"
+
+    def history_hours_key(self, site_id: int, block: int) -> str:
+        """String ``hist:{site:ID}:h:B``: the site's rollups of UTC hours ``B*720 .. B*720+719``."""
+        return f"{self.key_prefix}hist:{self.site_tag(site_id)}:h:{block}"
+
+    def history_days_key(self, site_id: int, block: int) -> str:
+        """String ``hist:{site:ID}:d:B``: the site's rollups of local days ``B*360 .. B*360+359``."""
+        return f"{self.key_prefix}hist:{self.site_tag(site_id)}:d:{block}"
+
     # -- leaderboards ------------------------------------------------------------------------------
     def member(self, site_id: int) -> str:
         """A site's member name in every leaderboard: ``site:ID``."""

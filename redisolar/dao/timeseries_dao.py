@@ -31,6 +31,7 @@ from redis.exceptions import ResponseError
 from redisolar import store
 from redisolar.dao.daily_boards import DailyBoards, efficiency_percent
 from redisolar.dao.fleet_hours import FleetHours, HourSums
+from redisolar.dao.history import DEFAULT_HISTORY_MS, NET_AGGREGATIONS, HistoryDao
 from redisolar.dao.key_manager import KeyManager, key_manager
 from redisolar.dao.scripts import run_scripts_collect
 from redisolar.dao.timeseries.base import (
@@ -82,6 +83,7 @@ class TimeSeriesDao:
         keys: KeyManager | None = None,
         retention_ms: int = DEFAULT_RETENTION_MS,
         backend: str = "auto",
+        history_ms: int = DEFAULT_HISTORY_MS,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"Unknown time-series backend {backend!r}: use one of {', '.join(BACKENDS)}")
@@ -96,6 +98,9 @@ class TimeSeriesDao:
         """The day leaderboards' owner on the same client (the ingest service and the reconciler use it)."""
         self.fleet = FleetHours(redis_client, self.keys, retention_ms)
         """The fleet rollup's owner on the same client (hourly totals, last-seen)."""
+        self.history = HistoryDao(redis_client, self.keys, retention_ms, history_ms)
+        """The long history's owner (hourly and local-daily rollups, :mod:`redisolar.dao.history`):
+        its ``history_set.lua`` follows each site's write in the same round trip."""
 
     @property
     def backend(self) -> Backend:
@@ -157,13 +162,19 @@ class TimeSeriesDao:
             raise
         site_ids = list(by_site)
         calls = [self.backend.write_call(s, by_site[s], require_sites) for s in site_ids]
+        history = [self.history.set_call(self.backend.name, s, by_site[s], require_sites) for s in site_ids]
+        replies = run_scripts_collect(self.redis, [*calls, *history])
         outcomes: list[WriteOutcome] = []
         errors: dict[int, Exception] = {}
-        for site_id, reply in zip(site_ids, run_scripts_collect(self.redis, calls), strict=True):
+        for site_id, reply in zip(site_ids, replies[: len(calls)], strict=True):
             if isinstance(reply, Exception):
                 errors[site_id] = self._write_error(site_id, reply)
             else:
                 outcomes.append(parse_write_outcome(site_id, reply))
+        for site_id, reply in zip(site_ids, replies[len(calls) :], strict=True):
+            if isinstance(reply, Exception) and site_id not in errors:  # stored; a retry fixes the rollups
+                log.error("history rollups of site %s not written: %s", site_id, reply)
+                errors[site_id] = reply
         stored = sum(len(by_site[o.site_id]) for o in outcomes)
         return SeriesWrite(outcomes, errors, stored)
 
@@ -306,8 +317,54 @@ class TimeSeriesDao:
             return []
         if (end - start) // bucket_size_ms > MAX_BUCKETS:
             raise InvalidQuery(f"Too many buckets: at most {MAX_BUCKETS} per query, use a larger bucket_size")
+        window_start = self._beyond_raw_window(site_id, start)
+        if window_start is not None:
+            return _data(self._with_history(site_id, MetricType(metric), start, end, bucket_size_ms,
+                                            aggregation, window_start))  # fmt: skip
         points = self.backend.aggregate(site_id, MetricType(metric), start, end, bucket_size_ms, aggregation)
         return _data(points)
+
+    def _beyond_raw_window(self, site_id: int, start: int) -> int | None:
+        """The start (ms) of the site's raw window when ``start`` lies before it, else None. No
+        round trip when ``start`` is newer than now + clock skew − retention (always inside)."""
+        if not self.default_retention:
+            return None
+        if start >= to_ms(utcnow() + MeterReading.max_clock_skew) - self.default_retention:
+            return None
+        newest = self.backend.newest([site_id])[site_id]
+        if newest is None or start >= newest - self.default_retention:
+            return None
+        return newest - self.default_retention
+
+    def _with_history(
+        self,
+        site_id: int,
+        metric: MetricType,
+        start: int,
+        end: int,
+        bucket: int,
+        aggregation: str,
+        window: int,
+    ) -> list[Point]:
+        """Buckets of a range that reaches back before the raw window: those before the first bucket
+        boundary at or after the window's start from the hourly rollups (their hours that begin in
+        the range), the rest from the raw readings, as before."""
+        if bucket % MS_PER_HOUR:
+            raise InvalidQuery(
+                f"The range starts before the raw readings' window ({from_ms(window).isoformat()}, "
+                "RETENTION_DAYS back from the site's newest reading): older data are kept as hourly "
+                "rollups only, so bucket_size must be a whole number of hours there"
+            )
+        if metric is MetricType.NET_GENERATION and aggregation not in NET_AGGREGATIONS:
+            raise InvalidQuery(
+                f"{aggregation} of net_generation is not kept before the raw readings' window "
+                f"({from_ms(window).isoformat()}): use one of {', '.join(sorted(NET_AGGREGATIONS))}"
+            )
+        cut = min(end, -(-window // bucket) * bucket)
+        points = self.history.aggregate(site_id, metric, start, cut, bucket, aggregation)
+        if cut < end:
+            points += self.backend.aggregate(site_id, metric, cut, end, bucket, aggregation)
+        return points
 
     def get_site_analytics(
         self, site_id: int, start_time: datetime, end_time: datetime
@@ -352,8 +409,9 @@ class TimeSeriesDao:
         return self.backend.day_sums([check_site_id(s) for s in site_ids], start, end)
 
     def delete_site_data(self, site_id: int) -> None:
-        """Remove every key holding the site's readings (no KEYS scan: the keys are known), then have
-        the fleet rollup's owner remove the site's hourly and last-seen entries outright."""
+        """Remove every key holding the site's readings and their history rollups (no KEYS scan:
+        the keys are known), then have the fleet rollup's owner remove the site's hourly and
+        last-seen entries outright."""
         check_site_id(site_id)
         newest = self.backend.newest([site_id])[site_id]
         hourly: list[Point] = []
@@ -361,6 +419,7 @@ class TimeSeriesDao:
             start = max(0, newest - self.default_retention) if self.default_retention else 0
             hourly = self.backend.hour_sums([(site_id, start, newest + 1)])[0]
         self.backend.delete(site_id)
+        self.history.delete(site_id)
         self.fleet.remove_site(site_id, (ts // MS_PER_HOUR for ts, _ in hourly))
 
     # -- fleet rollups -------------------------------------------------------------------------------

@@ -108,7 +108,11 @@ def build_services(settings: Settings, client: redis.Redis | None = None) -> Ser
     keys = KeyManager(settings.redis.redis_key_prefix, fleet_shards=settings.fleet_shards)
     sites = SiteDaoRedis(client, keys=keys, search=cast(SearchMode, settings.search_backend))
     timeseries = TimeSeriesDao(
-        client, keys=keys, retention_ms=settings.retention_ms, backend=settings.timeseries_backend
+        client,
+        keys=keys,
+        retention_ms=settings.retention_ms,
+        backend=settings.timeseries_backend,
+        history_ms=settings.history_ms,
     )
     leaderboards = LeaderboardDao(client, sites, keys=keys)
     updater = LeaderboardUpdater(
