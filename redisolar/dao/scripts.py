@@ -46,7 +46,9 @@ from redisolar.store import Durability
 
 log = logging.getLogger(__name__)
 
-DERIVED_SCRIPTS: frozenset[str] = frozenset({"lb_set", "zset_set", "zset_sum", "zset_add", "fleet_hour_set"})
+DERIVED_SCRIPTS: frozenset[str] = frozenset(
+    {"lb_set", "zset_set", "zset_sum", "zset_add", "fleet_hour_set", "events_add"}
+)
 """Scripts that update state derived from readings already written: they run even when Redis is out
 of memory (``allow-oom``). Add a script here when it must follow a site's accepted write (it must
 declare every key it touches in KEYS). Never add a script that writes readings or sites: those must be

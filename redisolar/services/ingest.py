@@ -17,16 +17,19 @@ behind the readings, which the reconcilers rebuild (:mod:`redisolar.tasks.leader
 :meth:`TimeSeriesDao.rebuild_fleet_hours`). When a site's script refuses its part (a missing site, or
 another writer advanced its retention window), the other sites' parts are stored with their derived
 state, then the first refusal is raised (:class:`SiteNotFound` → 404, :class:`InvalidReading` → 400).
+The derived-state round trip also appends one ``reading`` event per written site to the event stream
+(:func:`redisolar.events.reading_calls`; ``GET /api/events``, :mod:`redisolar.events`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from redisolar.dao.scripts import ScriptCall, run_scripts
 from redisolar.dao.timeseries.base import Record, WriteOutcome
 from redisolar.dao.timeseries_dao import TimeSeriesDao, group_readings
+from redisolar.events import reading_calls
 from redisolar.models.site import MeterReading
 
 if TYPE_CHECKING:
@@ -59,19 +62,22 @@ def ingest_records(
     ``require_sites=False`` is the seed's DAO contract (readings of unregistered sites are stored)."""
     written = series.write_records(by_site, require_sites=require_sites)
     if written.outcomes:
-        write_derived(series, written.outcomes)
+        write_derived(series, written.outcomes, reading_calls(series.keys, by_site, written.outcomes))
     written.raise_first_error()
     return written.stored
 
 
-def write_derived(series: TimeSeriesDao, outcomes: list[WriteOutcome]) -> None:
+def write_derived(
+    series: TimeSeriesDao, outcomes: list[WriteOutcome], events: Sequence[ScriptCall] = ()
+) -> None:
     """Set the written sites' day board scores, fleet hour entries and last-seen from the absolute
-    totals their scripts returned, in one round trip; a second one, once a day per board part, adds
-    a day whose board that round trip created to the index of days."""
+    totals their scripts returned, and run ``events`` (the written sites' event calls), in one round
+    trip; a second one, once a day per board part, adds a day whose board that round trip created to
+    the index of days."""
     boards = series.boards.calls(
         (o.site_id, day, o.version, total, o.capacity) for o in outcomes for day, total in o.day_sums.items()
     )
-    replies = run_scripts(series.redis, [*boards.calls, *fleet_calls(series, outcomes)])
+    replies = run_scripts(series.redis, [*boards.calls, *fleet_calls(series, outcomes), *events])
     index = series.boards.index_calls(boards.days, replies[: len(boards.calls)])
     if index:
         run_scripts(series.redis, index)
