@@ -50,15 +50,20 @@ if newest == nil then return {0, 0} end
 local visible = -1
 if retention > 0 then visible = newest - retention end
 
--- The readings in [lo, hi) (those still visible), as four parallel arrays.
+-- Core: the readings in [lo, hi) (those still visible), as four parallel arrays.
+local parts = {}  -- core: each partition read once per call (an hour and its day read the same one)
+local function partition(k)
+  if parts[k] == nil then parts[k] = redis.call('GET', KEYS[k]) end
+  return parts[k]
+end
 local function readings(lo, hi)
   if lo < visible then lo = visible end
   local T, G, U, C = {}, {}, {}, {}
   if hi <= lo then return T, G, U, C end
-  if backend == 'core' then
+  do
     for day = math.floor(lo / DAY), math.floor((hi - 1) / DAY) do
       local k = 4 + day - d0
-      local part = (k >= 4 and k <= 3 + nsrc) and redis.call('GET', KEYS[k])
+      local part = (k >= 4 and k <= 3 + nsrc) and partition(k)
       if part then
         local base = day * DAY
         local n = #part / 28
@@ -75,31 +80,43 @@ local function readings(lo, hi)
         end
       end
     end
-  else
-    local series = {}
-    for m = 1, 3 do
-      local r = redis.pcall('TS.RANGE', KEYS[3 + m], string.format('%d', lo), string.format('%d', hi - 1))
-      series[m] = type(r) == 'table' and r or {}
-    end
-    local function num(v)  -- the module replies with a status (RESP2) or a double (RESP3)
-      if type(v) == 'table' then v = v.ok or v.double end
-      return tonumber(v)
-    end
-    local used, temp = {}, {}
-    for _, p in ipairs(series[2]) do used[tonumber(p[1])] = num(p[2]) end
-    for _, p in ipairs(series[3]) do temp[tonumber(p[1])] = num(p[2]) end
-    for _, p in ipairs(series[1]) do
-      local ts = tonumber(p[1])
-      if used[ts] and temp[ts] then
-        T[#T + 1], G[#G + 1], U[#U + 1], C[#C + 1] = ts, num(p[2]), used[ts], temp[ts]
-      end
-    end
   end
   return T, G, U, C
 end
 
+-- RedisTimeSeries: the module reduces [lo, hi) itself (one bucket of hi - lo aligned at lo; its
+-- sums run in time order too), the peak is the first sample at the max: no sample crosses into Lua.
+local function num(v)  -- the module replies with a status (RESP2) or a double (RESP3)
+  if type(v) == 'table' then v = v.ok or v.double end
+  return tonumber(v)
+end
+local function ts_rollup(lo, hi)
+  if lo < visible then lo = visible end
+  if hi <= lo then return nil end
+  local from, to, width = string.format('%d', lo), string.format('%d', hi - 1), string.format('%d', hi - lo)
+  local function reduce(k, aggregation)
+    local r = redis.pcall('TS.RANGE', KEYS[k], from, to, 'ALIGN', from, 'AGGREGATION', aggregation, width)
+    if type(r) ~= 'table' or not r[1] then return nil end
+    return num(r[1][2])
+  end
+  local n = reduce(4, 'count')
+  if not n or n == 0 then return nil end
+  local out = {n, 0}
+  for m = 1, 3 do
+    for _, aggregation in ipairs({'sum', 'min', 'max', 'first', 'last'}) do
+      out[#out + 1] = reduce(3 + m, aggregation)
+    end
+  end
+  local peak = out[5]
+  local at = redis.call('TS.RANGE', KEYS[4], from, to, 'FILTER_BY_VALUE', string.format('%.17g', peak),
+    string.format('%.17g', peak), 'COUNT', 1)
+  out[2] = tonumber(at[1][1])
+  return out
+end
+
 -- count, peak ms, then sum/min/max/first/last of each metric (sums in time order, as the raw reads).
 local function rollup(lo, hi)
+  if backend ~= 'core' then return ts_rollup(lo, hi) end
   local T, G, U, C = readings(lo, hi)
   local n = #T
   if n == 0 then return nil end
@@ -119,8 +136,11 @@ local function rollup(lo, hi)
   return out
 end
 
-local function put(k, offset, size, record)
+-- A block is created whole (zeros), so it is allocated once at its size (SETRANGE grows a string
+-- greedily: a block grown slot by slot takes up to a third more memory).
+local function put(k, offset, size, record, whole)
   if record then
+    if redis.call('EXISTS', KEYS[k]) == 0 then redis.call('SET', KEYS[k], string.rep('\0', whole)) end
     redis.call('SETRANGE', KEYS[k], offset, struct.pack('<' .. string.rep('d', #record), unpack(record)))
   elseif redis.call('STRLEN', KEYS[k]) > offset then
     redis.call('SETRANGE', KEYS[k], offset, string.rep('\0', size))
@@ -144,7 +164,7 @@ for h in string.gmatch(ARGV[5], '%d+') do
   local k = HKEY0 + 1 + block - hb0
   if start >= visible and start >= horizon and k > HKEY0 and k <= DKEY0 then
     local record = rollup(start, start + HOUR)
-    put(k, (hour - block * HBLOCK) * HREC, HREC, record)
+    put(k, (hour - block * HBLOCK) * HREC, HREC, record, HBLOCK * HREC)
     if record then
       widen('lh', 'hh', lh, hh, block)
       lh, hh = math.min(lh or block, block), math.max(hh or block, block)
@@ -176,7 +196,7 @@ for _, day in ipairs(days) do
       table.insert(record, 3, start)
       table.insert(record, 4, stop)
     end
-    put(k, (day - block * DBLOCK) * DREC, DREC, record)
+    put(k, (day - block * DBLOCK) * DREC, DREC, record, DBLOCK * DREC)
     if record then
       widen('ld', 'hd', ld, hd, block)
       ld, hd = math.min(ld or block, block), math.max(hd or block, block)
