@@ -17,10 +17,10 @@ Decisions:
   RedisTimeSeries compaction rules were weighed and not used: the module does recompute a bucket an
   upserted or out-of-order sample falls into from the raw samples still there (TS.ADD docs, "when
   adding a sample to a time series for which compaction rules are defined"), so UTC hours would be
-  exact; but they are UTC-aligned (no local days across DST), an hour would take 18 rules per site
-  (3 metrics × 6 aggregations), i.e. 18 more series each updated on every sample (TS.ADD is O(rules)),
-  and no rule keeps the time of the max (the day's peak). One format on both backends also gives
-  the same answers on both.
+  exact; but they are UTC-aligned (no local days across DST), the hours alone would take 16 rules per
+  site (a count, and sum/min/max/first/last of 3 metrics), i.e. 16 more series each updated on every
+  sample (TS.ADD is O(rules)), and no rule keeps the time of the max (the day's peak). One format on
+  both backends also gives the same answers on both. Measured: ``bench/history_memory.py`` (README).
 - **Local days** use the site hash's ``tzt`` (its zone's offsets, ``lua/lib/localday.lua``, the
   Lua twin of :mod:`redisolar.localtime`): 23 h and 25 h days are exact; without ``tzt`` (a site not
   migrated yet, or readings of an unregistered site) the days are UTC days.
