@@ -278,3 +278,24 @@ def test_api_answers_hours_beyond_the_window_and_refuses_finer_buckets(
     assert [p["value"] for p in inside["data"]] == [15.0, 51.0]
     finer = http.get(f"/api/analytics/readings/1/wh_generated?{query}&bucket_size=600000")
     api.error(finer, 400, "whole number of hours")
+
+
+def test_a_backfill_at_the_window_start_gets_the_rollup_of_its_visible_readings(
+    client: redis.Redis, backend_server: BackendServer
+) -> None:
+    dao = make_dao(client, backend_server, 2, 3650)
+    newest = hour_start(10) + 30 * 60_000
+    dao.add_validated_records({4: [(newest, 1.0, 1.0, 1.0)]})
+    edge = newest - 2 * DAY  # the window starts half-way through this hour (and its day)
+    late = records(edge + 60_000, 20, 60_000)
+    dao.add_validated_records({4: late})
+    hour = edge - edge % HOUR
+    stored = {t: (g, u, c) for t, g, u, c in late}
+    [rollup] = dao.history.hours(4, hour, hour + HOUR)
+    assert as_tuple(rollup) == expected(stored, hour, hour + HOUR)
+    raw = dao.get_aggregated_data(
+        4, MetricType.WH_GENERATED, from_ms(hour), from_ms(hour + HOUR), HOUR, "sum"
+    )
+    assert (
+        answer[0].value == rollup.wh_generated.sum
+    )  # answered from the rollup (the range starts before the window)

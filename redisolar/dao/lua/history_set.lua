@@ -18,7 +18,8 @@
 -- temp_c: sum, min, max, first, last); a day 19 (count, peak ms, start ms, end ms, then the same 15).
 -- Slot i of a block holds hour/day (block * size + i); a slot of zeros (count 0) is empty.
 -- An hour or day that starts before the raw window (newest - retention) is left as it is: its older
--- readings are gone, so it cannot be recomputed. Returns {hours written, days written}.
+-- readings are gone, so it cannot be recomputed (but one without a record yet, a backfill near the
+-- window's start, gets the rollup of its visible readings). Returns {hours written, days written}.
 --@include lib/localday.lua
 local HOUR = 3600000
 local DAY = 86400000
@@ -147,6 +148,13 @@ local function put(k, offset, size, record, whole)
   end
 end
 
+-- Whether slot offset of block KEYS[k] holds no record (a period begun before the raw window is
+-- rolled up from its visible readings only while it has no record: never over a whole one).
+local function empty(k, offset)
+  local count = redis.call('GETRANGE', KEYS[k], offset, offset + 7)
+  return #count < 8 or struct.unpack('<d', count) == 0
+end
+
 local meta = redis.call('HMGET', KEYS[1], 'newest', 'lh', 'hh', 'ld', 'hd')
 local function widen(lo_field, hi_field, lo_cur, hi_cur, block)
   if lo_cur == nil or block < lo_cur then redis.call('HSET', KEYS[1], lo_field, block) end
@@ -162,9 +170,10 @@ for h in string.gmatch(ARGV[5], '%d+') do
   local start = hour * HOUR
   local block = math.floor(hour / HBLOCK)
   local k = HKEY0 + 1 + block - hb0
-  if start >= visible and start >= horizon and k > HKEY0 and k <= DKEY0 then
+  local offset = (hour - block * HBLOCK) * HREC
+  if start >= horizon and k > HKEY0 and k <= DKEY0 and (start >= visible or empty(k, offset)) then
     local record = rollup(start, start + HOUR)
-    put(k, (hour - block * HBLOCK) * HREC, HREC, record, HBLOCK * HREC)
+    put(k, offset, HREC, record, HBLOCK * HREC)
     if record then
       widen('lh', 'hh', lh, hh, block)
       lh, hh = math.min(lh or block, block), math.max(hh or block, block)
@@ -190,13 +199,14 @@ for _, day in ipairs(days) do
   local start, stop = local_day_bounds(day, tzt)
   local block = math.floor(day / DBLOCK)
   local k = DKEY0 + 1 + block - db0
-  if start >= visible and start >= horizon and k > DKEY0 and k <= DEAD0 then
+  local offset = (day - block * DBLOCK) * DREC
+  if start >= horizon and k > DKEY0 and k <= DEAD0 and (start >= visible or empty(k, offset)) then
     local record = rollup(start, stop)
     if record then
       table.insert(record, 3, start)
       table.insert(record, 4, stop)
     end
-    put(k, (day - block * DBLOCK) * DREC, DREC, record, DBLOCK * DREC)
+    put(k, offset, DREC, record, DBLOCK * DREC)
     if record then
       widen('ld', 'hd', ld, hd, block)
       ld, hd = math.min(ld or block, block), math.max(hd or block, block)
