@@ -38,6 +38,7 @@ from redisolar.sample_data import (
     check_retention,
     load_plan,
     plan_sample_data,
+    with_quiet_site,
 )
 from redisolar.server import (
     GRANIAN_THREADS,
@@ -214,6 +215,7 @@ def _run_server(cli: CliContext, plan: ServePlan, app: Any, on_ready: Callable[[
 
 
 def _run_granian(cli: CliContext, plan: ServePlan, app: Any, on_ready: Callable[[], None] | None) -> None:
+    from redisolar.alerts.background import with_evaluator
     from redisolar.granian_server import WorkerApp, run_granian  # (imports Granian)
 
     run_granian(
@@ -224,7 +226,7 @@ def _run_granian(cli: CliContext, plan: ServePlan, app: Any, on_ready: Callable[
         threads=plan.threads or GRANIAN_THREADS,
         log_level=plan.log_level,
         log_format=app.config["LOG_FORMAT"],
-        reconciler=_reconciler(app),
+        reconciler=with_evaluator(app, _reconciler(app)),  # + the alert evaluator (redisolar.alerts)
         on_ready=on_ready,
     )
 
@@ -531,7 +533,7 @@ def demo(
                 f"Found {count} sites in {url if redis_url else data_dir}: not loading the sample data."
             )
         else:
-            plan = _plan(5, 7, 60, "auto", None)
+            plan = with_quiet_site(_plan(5, 7, 60, "auto", None))  # one site silent: an alert
             _load_with_progress(services, plan, 2000)
         services.redis.close()
         base = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0', '::', '::1') else host}:{port}"
@@ -621,6 +623,7 @@ def _add_subcommands() -> None:
     from redisolar.cli_keys import keys  # imported here: it imports this module
 
     main.add_command(keys)
+    main.add_command(__import__("redisolar.cli_alerts").cli_alerts.alerts)  # redisolar alerts ...
 
 
 _add_subcommands()

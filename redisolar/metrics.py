@@ -23,7 +23,8 @@ Decisions:
   the request rates are the clients' traffic alone.
 - Rejected readings count refused requests to the two readings routes, by reason (a refused batch
   counts once); readings ingested count the readings stored (``count`` of a batch's answer).
-- Open alerts by kind and the alert evaluator's runs come with the alerts (issue 10): not here yet.
+- Open alerts by kind (a gauge set by each evaluation pass, ``livemax``: the evaluating process's
+  value) and the alert evaluator's runs by outcome and their durations (:mod:`redisolar.alerts`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -82,6 +84,21 @@ RECONCILE_LATENCY = Histogram(
     "redisolar_reconcile_duration_seconds", "Time of one leaderboard reconcile", buckets=RECONCILE_BUCKETS
 )
 
+ALERT_EVALUATIONS = Counter(
+    "redisolar_alert_evaluations", "Alert evaluation passes, by outcome (done, skipped, failed)", ["outcome"]
+)
+ALERT_EVALUATION_LATENCY = Histogram(
+    "redisolar_alert_evaluation_duration_seconds",
+    "Time of one alert evaluation pass",
+    buckets=RECONCILE_BUCKETS,
+)
+ALERTS_OPEN = Gauge(
+    "redisolar_alerts_open",
+    "Open alerts by kind, as of the last evaluation",
+    ["kind"],
+    multiprocess_mode="livemax",
+)
+
 
 # -- scrapes ----------------------------------------------------------------------------------------
 def exposition() -> tuple[bytes, str]:
@@ -107,6 +124,19 @@ def record_reconcile(outcome: str, seconds: float) -> None:
     RECONCILE_RUNS.labels(outcome).inc()
     if outcome == "done":
         RECONCILE_LATENCY.observe(seconds)
+
+
+def record_alert_evaluation(outcome: str, seconds: float) -> None:
+    """One alert evaluation pass (:class:`~redisolar.alerts.evaluator.AlertEvaluator`)."""
+    ALERT_EVALUATIONS.labels(outcome).inc()
+    if outcome == "done":
+        ALERT_EVALUATION_LATENCY.observe(seconds)
+
+
+def record_open_alerts(by_kind: dict[str, int], kinds: tuple[str, ...]) -> None:
+    """The open alerts of each of ``kinds`` (0 for a kind with none)."""
+    for kind in kinds:
+        ALERTS_OPEN.labels(kind).set(by_kind.get(kind, 0))
 
 
 def instrument_redis(client: Any) -> None:

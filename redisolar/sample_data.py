@@ -22,7 +22,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -235,6 +235,9 @@ class SamplePlan:
     per_site: int
     profile: Profile
     seed: int
+    quiet: tuple[tuple[int, int], ...] = ()
+    """(site id, hours): that site's readings stop that many hours before :attr:`end` (the demo's
+    silent site, :func:`with_quiet_site`)."""
 
     @property
     def sites(self) -> list[Site]:
@@ -242,7 +245,8 @@ class SamplePlan:
 
     @property
     def total_readings(self) -> int:
-        return self.per_site * len(self.models)
+        silent = sum(min(self.per_site, hours * 60 // self.interval_minutes) for _, hours in self.quiet)
+        return self.per_site * len(self.models) - silent
 
     @property
     def start(self) -> datetime:
@@ -271,7 +275,10 @@ class SamplePlan:
         rng = random.Random(f"redisolar:{self.seed}:readings:{model.site.id}")
         sky = weather or _Weather(self.seed)
         interval, site_id = self.interval_minutes, model.site.id
+        last = to_ms(self.end) - dict(self.quiet).get(site_id, 0) * 3_600_000
         for ms in self.timestamps_ms():
+            if ms > last:
+                break
             if self.profile == "seed":
                 generated, used, temp = _seed_values(model.site, ms, interval, rng)
             else:
@@ -348,6 +355,16 @@ def plan_sample_data(
     return SamplePlan(models, end, interval_minutes, per_site, chosen, seed)
 
 
+DEMO_QUIET_SITE = (5, 6)
+"""The demo's silent site: the seed's site 5 stops reporting 6 hours before now, so the demo shows an
+offline alert (:mod:`redisolar.alerts`) from its first evaluation."""
+
+
+def with_quiet_site(plan: SamplePlan, quiet: tuple[int, int] = DEMO_QUIET_SITE) -> SamplePlan:
+    """``plan`` with one site's readings stopping ``quiet[1]`` hours before its end (the demo's)."""
+    return replace(plan, quiet=(quiet,))
+
+
 # -- loading --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LoadReport:
@@ -413,4 +430,5 @@ __all__ = [
     "load_plan",
     "plan_sample_data",
     "seed_sites",
+    "with_quiet_site",
 ]

@@ -101,6 +101,7 @@ OPTIONS: dict[str, Option] = {
     "SUMMARY_CACHE_SECONDS": Option(float, low=0, high=86_400),
     "RETRY_AFTER_SECONDS": Option(int, low=1, high=86_400),
     "LEADERBOARD_UPDATE_INTERVAL": Option(float, low=0, high=86_400),
+    "ALERT_EVALUATION_SECONDS": Option(float, low=0, high=86_400),
     "DASHBOARD_REFRESH_MS": Option(int, low=100, high=3_600_000),
     "DASHBOARD_API_BASE": Option(str),
     "AUTH_MODE": Option(str, choices=AUTH_MODES),
@@ -142,6 +143,7 @@ DEFAULTS: dict[str, Any] = {
     "SUMMARY_CACHE_SECONDS": 0.0,  # 0: the fleet summary is computed on every request
     "RETRY_AFTER_SECONDS": 5,  # the Retry-After of a 503 while Redis is unreachable
     "LEADERBOARD_UPDATE_INTERVAL": 300.0,  # seconds between reconciles in `redisolar serve`; 0: none
+    "ALERT_EVALUATION_SECONDS": 60.0,  # seconds between alert evaluations in `redisolar serve`; 0: none
     "DASHBOARD_REFRESH_MS": 7000,  # how often an open dashboard page polls the API
     "DASHBOARD_API_BASE": "/api",  # where the dashboard's pages find the API
     "AUTH_MODE": "auto",  # auto | required | writes | off (README "Security")

@@ -295,6 +295,44 @@ class KeyManager:
         one client address (as the API key buckets)."""
         return f"{self.key_prefix}rl:{{addr:{address}}}:{budget}"
 
+    # -- alerts (redisolar.alerts) ---------------------------------------------------------------------
+    @staticmethod
+    def alerts_tag() -> str:
+        """The hash tag of the fleet-wide alert structures (rules, the open and resolved indexes):
+        ``{alerts}``. Written once per alert opened or resolved and per rule change, never per reading."""
+        return "{alerts}"
+
+    def alert_rules_key(self) -> str:
+        """Hash ``alerts:{alerts}:rules``: rule id -> the rule as JSON (fleet-wide and per site)."""
+        return f"{self.key_prefix}alerts:{self.alerts_tag()}:rules"
+
+    def alert_defaults_key(self) -> str:
+        """String ``alerts:{alerts}:defaults``: set once the default rules were stored (an admin's
+        deletion of a default rule is not undone at the next start)."""
+        return f"{self.key_prefix}alerts:{self.alerts_tag()}:defaults"
+
+    def alerts_open_index_key(self) -> str:
+        """Sorted set ``alerts:{alerts}:open``: member ``SITE:ALERT`` of every open alert, score = ms it
+        opened (repaired from the sites' open hashes by every evaluator pass)."""
+        return f"{self.key_prefix}alerts:{self.alerts_tag()}:open"
+
+    def alerts_resolved_index_key(self) -> str:
+        """Sorted set ``alerts:{alerts}:resolved``: member ``SITE:ALERT`` of the newest resolved alerts,
+        score = ms it resolved (capped)."""
+        return f"{self.key_prefix}alerts:{self.alerts_tag()}:resolved"
+
+    def site_alerts_key(self, site_id: int) -> str:
+        """Hash ``alerts:{site:ID}``: alert id -> the alert as JSON (open and resolved, capped)."""
+        return f"{self.key_prefix}alerts:{self.site_tag(site_id)}"
+
+    def site_open_alerts_key(self, site_id: int) -> str:
+        """Hash ``alerts:{site:ID}:open``: rule id -> the id of the rule's open alert at this site."""
+        return f"{self.key_prefix}alerts:{self.site_tag(site_id)}:open"
+
+    def site_alert_history_key(self, site_id: int) -> str:
+        """Sorted set ``alerts:{site:ID}:history``: alert id, score = ms it opened."""
+        return f"{self.key_prefix}alerts:{self.site_tag(site_id)}:history"
+
     # -- tasks -------------------------------------------------------------------------------------
     def lock_key(self, name: str) -> str:
         """String ``lock:NAME``: a lock token with an expiry (background reconciler)."""
