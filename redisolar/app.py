@@ -21,6 +21,7 @@ from flask import Flask
 from redisolar.api.alerts_routes import alerts_bp
 from redisolar.api.analytics_routes import analytics_bp
 from redisolar.api.docs import init_api
+from redisolar.api.events_routes import events_bp, webhooks_bp
 from redisolar.api.json import StrictJSONProvider
 from redisolar.api.keys_routes import keys_bp
 from redisolar.api.metrics_routes import metrics_bp
@@ -57,7 +58,7 @@ def create_app(config_name: str | None = None, test_config: Mapping[str, Any] | 
     app.extensions["redisolar"] = services = build_services(settings_from_config(app.config))
     instrument_redis(services.redis)  # Redis round trips and errors in /metrics
     services.updater.on_pass = record_reconcile
-    init_api(app, service_bp, sites_bp, analytics_bp, keys_bp, metrics_bp, alerts_bp)
+    init_api(app, service_bp, sites_bp, analytics_bp, keys_bp, metrics_bp, alerts_bp, events_bp, webhooks_bp)
     init_observe(app)  # first: request ids, metrics, access lines (redisolar.api.observe)
     init_auth(app)  # API keys, rate limits, cross-site refusals (README "Security")
     init_web(app)  # the dashboard: /dashboard, /sites/<id>; GET / for browsers

@@ -17,13 +17,13 @@ class Need(Enum):
     PUBLIC = "public"  # health, index, documentation, the dashboard's pages and files
     READ = "read"  # every other GET (readings and their export, analytics, boards, ...)
     WRITE_SITE = "write"  # POST readings of the path's site
-    ADMIN = "admin"  # sites, keys, leaderboard reconciles, alert rules and evaluations
+    ADMIN = "admin"  # sites, keys, webhooks, leaderboard reconciles, alert rules and evaluations
 
 
 PUBLIC_ENDPOINTS = frozenset({"service.health", "service.index", "static"})
 PUBLIC_PREFIXES = ("api-docs.", "swagger_ui_assets.", "web.")
 WRITE_SITE_ENDPOINTS = frozenset({"analytics.add_meter_reading", "analytics.add_meter_readings_batch"})
-ADMIN_PREFIXES = ("keys.", "alerts.rule_")
+ADMIN_PREFIXES = ("keys.", "alerts.rule_", "webhooks.")
 
 
 def need_for(endpoint: str | None, method: str) -> Need:
