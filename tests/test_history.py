@@ -298,3 +298,28 @@ def test_a_backfill_at_the_window_start_gets_the_rollup_of_its_visible_readings(
         4, MetricType.WH_GENERATED, from_ms(hour), from_ms(hour + HOUR), HOUR, "sum"
     )
     assert answer[0].value == rollup.wh_generated.sum
+
+
+@pytest.mark.parametrize("resolution", ["hour", "day"])
+def test_hour_and_day_exports_reach_beyond_the_raw_window(
+    app_factory: Callable[..., Flask], backend_server: BackendServer, client: redis.Redis, resolution: str
+) -> None:
+    from tests.conftest import ApiCalls
+
+    http = app_factory(
+        backend_server.server, TIMESERIES_BACKEND=backend_server.name, RETENTION_DAYS=2
+    ).test_client()
+    api = ApiCalls(http)
+    api.create_site(1, capacity=5.0, timezone="America/New_York")
+    start = hour_start(20)
+    body = [
+        api.reading_body(from_ms(t), wh_generated=g, wh_used=u, temp_c=c)
+        for t, g, u, c in records(start, 100, 20 * 60_000)
+    ]
+    api.post_readings(1, body)
+    query = f"start={from_ms(start - DAY).isoformat()}&end={from_ms(start + 3 * DAY).isoformat()}"
+    url = f"/api/analytics/readings/1/export?{query}&format=ndjson&resolution={resolution}"
+    inside = http.get(url).get_data(as_text=True)
+    assert len(inside.splitlines()) >= (34 if resolution == "hour" else 2)
+    api.post_readings(1, [api.reading_body(from_ms(start + 4 * DAY))])  # pushes them out of the window
+    assert http.get(url).get_data(as_text=True) == inside

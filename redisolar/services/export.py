@@ -21,8 +21,9 @@ Decisions:
   as the server-side aggregates add), min/max/avg ``temp_c``, ``count`` and the bucket's length in
   ``hours``; the timestamps are the bucket's start. The range is widened to whole buckets (a day
   export from ``2026-03-01`` of a New York site starts at its local midnight), so no row is a
-  partial bucket. :func:`buckets` is the one place that computes them: today from the raw
-  readings, later from the history rollups, without the callers changing.
+  partial bucket. :func:`buckets` is the one place that computes them: from the history rollups
+  (:mod:`redisolar.dao.history`, kept ``HISTORY_DAYS``), so hour and day exports reach beyond the
+  raw readings' window.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from datetime import datetime, tzinfo
 from itertools import chain, islice
 from typing import TYPE_CHECKING, Any
 
+from redisolar.dao.history import DAY_BLOCK, HOUR_BLOCK, HourRollup
 from redisolar.errors import InvalidQuery, SiteNotFound
-from redisolar.localtime import DAY_MS, HOUR_MS, local_day_bounds, local_day_number, zone
+from redisolar.localtime import DAY_MS, HOUR_MS, day_date, local_day_bounds, local_day_number, zone
 from redisolar.models.site import Site
 from redisolar.timeutil import from_ms, to_ms
 
@@ -181,22 +183,32 @@ def fleet_sites(services: Services, site_ids: Sequence[int] = ()) -> Iterator[Si
 
 def buckets(services: Services, site_id: int, tz: tzinfo, request: ExportRequest) -> Iterator[Bucket]:
     """The site's buckets of ``request.resolution`` (hour or day) that hold readings, in time order,
-    over ``request``'s range widened to whole buckets. Computed from the raw readings today; the
-    one function to answer from the history rollups instead."""
+    over ``request``'s range widened to whole buckets: the history rollups
+    (:class:`~redisolar.dao.history.HistoryDao`, written at ingest from the raw readings, so the
+    same sums), read a block at a time (30 days of hours, 360 local days), so they reach back
+    ``HISTORY_DAYS`` in constant memory. Local days are the rollups' (the site hash's zone, the one
+    ``tz`` names)."""
     bounds = _bucket_bounds(request.resolution, tz)
     widened = _widened(services, site_id, request, bounds)
     if widened is None:
         return
-    current: Bucket | None = None
-    pages_ = services.timeseries.record_pages(site_id, from_ms(widened[0]), from_ms(widened[1]))
-    for ts, generated, used, temp in chain.from_iterable(pages_):
-        if current is None or ts >= current.end:
-            if current is not None:
-                yield current
-            current = Bucket(*bounds(ts))
-        current.add(generated, used, temp)
-    if current is not None:
-        yield current
+    history = services.timeseries.history
+    lo, hi = widened
+    if request.resolution == "hour":
+        step = HOUR_BLOCK * HOUR_MS
+        for page in range(lo, hi, step):
+            for r in history.hours(site_id, page, min(hi, page + step)):
+                yield _bucket(r, r.start_ms + HOUR_MS)
+        return
+    first, stop = local_day_number(lo, tz), local_day_number(hi - 1, tz) + 1
+    for page in range(first, stop, DAY_BLOCK):
+        for d in history.days(site_id, day_date(page), day_date(min(stop, page + DAY_BLOCK))):
+            yield _bucket(d, d.end_ms)
+
+
+def _bucket(r: HourRollup, end: int) -> Bucket:
+    temp = r.temp_c
+    return Bucket(r.start_ms, end, r.wh_generated.sum, r.wh_used.sum, temp.min, temp.max, temp.sum, r.count)
 
 
 # -- rows ------------------------------------------------------------------------------------------
@@ -257,7 +269,9 @@ def _widened(
     span = services.timeseries.stored_span(site_id)
     if span is None:
         return None
-    lo = max(to_ms(request.start), span[0] - _WIDEN_MARGIN_MS)
+    kept = services.timeseries.history.history_ms  # the rollups reach back HISTORY_DAYS, not the raw window
+    oldest = max(0, span[1] - 1 - kept) if kept else 0
+    lo = max(to_ms(request.start), oldest - _WIDEN_MARGIN_MS)
     hi = min(to_ms(request.end), span[1] + _WIDEN_MARGIN_MS)
     if lo >= hi:
         return None
