@@ -16,6 +16,7 @@ from redisolar.alerts.conditions import usual_interval
 from redisolar.app import get_services
 from redisolar.timeutil import UTC, from_ms, to_ms, utcnow
 from tests.conftest import ApiCalls
+from tests.test_dashboard import browser  # noqa: F401  (the fixture)
 
 LA = (34.05, -118.24)
 STEP = timedelta(minutes=5)
@@ -231,3 +232,46 @@ def test_pages_of_alerts(app: Flask, http: FlaskClient, api: ApiCalls) -> None:
     seen = {a["site_id"] for a in first["alerts"] + second["alerts"]}
     assert seen == {21, 22, 23}
     assert from_ms(to_ms(now)) == now
+
+
+# -- the dashboard (a browser test: tests/test_dashboard.py's Chromium) ---------------------------------
+@pytest.fixture
+def alerting_url(backend_server: Any, client: Any) -> Any:
+    """A live server on the sample data with the demo's silent site (5) and an evaluation done."""
+    from redisolar.app import create_app
+    from redisolar.sample_data import load_plan, plan_sample_data, with_quiet_site
+    from tests.test_dashboard import REFRESH_MS, _serve
+
+    server = backend_server.server
+    app = create_app(
+        "test", {"TESTING": True, "REDIS_URL": f"{server.url}/0", "DASHBOARD_REFRESH_MS": REFRESH_MS}
+    )
+    services = get_services(app)
+    load_plan(services, with_quiet_site(plan_sample_data()))
+    assert service.rules(services).ensure_defaults() == 2
+    evaluate(app)
+    yield from _serve(app)
+    services.redis.close()
+
+
+@pytest.mark.core
+@pytest.mark.parametrize("backend_server", ["core"], indirect=True)
+def test_the_dashboard_shows_open_alerts_and_a_sites_history(browser: Any, alerting_url: str) -> None:
+    from tests.test_dashboard import Page
+
+    tab = Page(browser, alerting_url, viewport={"width": 1280, "height": 900})
+    page = tab.page
+    page.goto(f"{alerting_url}/dashboard")
+    page.wait_for_selector("#open-alerts tr.alert-open")
+    rows = page.eval_on_selector_all("#open-alerts tbody tr", "rows => rows.map(r => r.textContent)")
+    assert len(rows) == 1 and "Site 5" in rows[0] and "offline" in rows[0]
+    page.wait_for_selector('#map a.marker.alerting[data-site-id="5"]')
+    assert page.locator("#map a.marker.alerting").count() == 1
+    page.goto(f"{alerting_url}/sites/5")
+    page.wait_for_selector("#site-alerts tr.alert-open")
+    assert "offline" in page.locator("#site-alerts").inner_text()
+    page.goto(f"{alerting_url}/sites/4")
+    page.wait_for_selector("#site-alerts p.empty")
+    assert page.locator("#site-alerts").inner_text() == "No alerts."
+    assert tab.errors == []
+    tab.context.close()

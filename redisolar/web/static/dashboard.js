@@ -292,7 +292,7 @@
     };
   }
 
-  function drawMap(container, view, data) {
+  function drawMap(container, view, data, alerting = new Set()) {
     const sites = (data && Array.isArray(data.sites) ? data.sites : []).filter(
       (x) => Number.isFinite(x.lat) && Number.isFinite(x.lng)
     );
@@ -331,7 +331,8 @@
       markers.append(
         s(
           "a",
-          { href: siteUrl(site.id), class: "marker", "data-site-id": site.id, "aria-label": name },
+          { href: siteUrl(site.id), class: alerting.has(site.id) ? "marker alerting" : "marker", "data-site-id": site.id,
+            "aria-label": alerting.has(site.id) ? `${name}, open alert` : name },
           s("title", { text: name }),
           s("circle", { cx: cx.toFixed(1), cy: cy.toFixed(1), r: r.toFixed(1) }),
           labelled ? s("text", { x: cx, y: cy + 4, class: "marker-id", "aria-hidden": "true", text: String(site.id) }) : null
@@ -437,6 +438,21 @@
   }
 
   // -- fleet page ------------------------------------------------------------------------------------
+  // Alerts (GET /api/alerts, /api/alerts/site/{id}): a table, newest first.
+  function alertTable(alerts, withSite) {
+    if (!alerts.length) return h("p", { class: "empty", text: withSite ? "No open alerts." : "No alerts." });
+    const head = ["Kind", "State", "Since", "Resolved", "What"];
+    if (withSite) head.unshift("Site");
+    const rows = alerts.map((a) =>
+      h("tr", { class: `alert-${a.state}`, "data-alert-id": a.id },
+        withSite ? h("td", {}, h("a", { href: siteUrl(a.site_id), text: `Site ${a.site_id}` })) : null,
+        h("td", { text: a.kind }), h("td", { text: a.state }), h("td", { text: fmtTime(a.opened_at) }),
+        h("td", { text: a.resolved_at ? fmtTime(a.resolved_at) : "–" }), h("td", { text: a.message }))
+    );
+    return h("table", { class: "board alerts" },
+      h("thead", {}, h("tr", {}, ...head.map((t) => h("th", { scope: "col", text: t })))), h("tbody", {}, ...rows));
+  }
+
   function fleetPage() {
     const summary = document.getElementById("summary");
     const map = document.getElementById("map");
@@ -446,6 +462,8 @@
     let proj = null;
     let mapKey = "";
     let asked = ""; // the bbox of the newest map request
+    let alerting = new Set(); // ids of the sites with an open alert (red markers)
+    const openAlerts = document.getElementById("open-alerts");
 
     const formats = {
       total_sites: (v) => fmt(v),
@@ -469,10 +487,10 @@
       asked = bbox;
       const data = await api(`/sites/map?bbox=${bbox}&limit=${MAP_LIMIT}`);
       if (asked !== bbox) return; // the view moved meanwhile; a newer request draws it
-      const key = bbox + JSON.stringify(data);
+      const key = bbox + JSON.stringify(data) + [...alerting].join(",");
       if (key === mapKey) return;
       mapKey = key;
-      proj = drawMap(map, shown, data);
+      proj = drawMap(map, shown, data, alerting);
     }
 
     async function refreshSummary() {
@@ -486,8 +504,16 @@
       }
     }
 
+    async function refreshAlerts() {
+      const data = await api("/alerts?state=open&limit=500");
+      const alerts = data.alerts || [];
+      alerting = new Set(alerts.map((a) => a.site_id));
+      openAlerts.replaceChildren(alertTable(alerts.slice(0, 20), true));
+    }
+
     const refreshList = fleetList();
     async function refresh() {
+      await refreshAlerts();
       await Promise.all([refreshSummary(), refreshMap(), refreshList(), refreshBoard()]);
     }
 
@@ -704,8 +730,11 @@
         throw err;
       }
       showDetails(site.site || site);
-      const [latestData] = await Promise.all([api(`/analytics/readings/${id}/latest`), refreshCharts(), refreshRank()]);
+      const [latestData, alertData] = await Promise.all([
+        api(`/analytics/readings/${id}/latest`), api(`/alerts/site/${id}`), refreshCharts(), refreshRank(),
+      ]);
       showLatest(latestData.latest_readings || {});
+      document.getElementById("site-alerts").replaceChildren(alertTable((alertData.alerts || []).slice(0, 50), false));
     }
 
     const poke = poll(refresh);
