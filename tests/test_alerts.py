@@ -256,7 +256,7 @@ def alerting_url(backend_server: Any, client: Any) -> Any:
 
 @pytest.mark.core
 @pytest.mark.parametrize("backend_server", ["core"], indirect=True)
-def test_the_dashboard_shows_open_alerts_and_a_sites_history(browser: Any, alerting_url: str) -> None:
+def test_the_dashboard_shows_open_alerts_and_a_sites_history(browser: Any, alerting_url: str) -> None:  # noqa: F811
     from tests.test_dashboard import Page
 
     tab = Page(browser, alerting_url, viewport={"width": 1280, "height": 900})
