@@ -2,11 +2,11 @@
 
 Loads a synthetic fleet (clear-sky profile, 6 hours of 15-minute readings) into a private Redis,
 stores the two default rules (offline, daylight) plus a fleet-wide underperformance rule and a
-temperature threshold (every kind, every site), then times evaluation passes: the first (cold: the
-usual intervals and the neighbour lists are read site by site) and ``--runs`` warm ones (the
-evaluator's caches filled, what every minute costs). Reports wall seconds and the Redis server's CPU
-seconds per pass, scaled to 10,000 sites, as the median of the warm runs with min-max, and writes
-``artifacts/bench-alerts.json``.
+temperature threshold (every kind, every site; ``--no-threshold`` leaves it out), then times
+evaluation passes: the first (cold: the usual intervals and the neighbour lists are read site by
+site) and ``--runs`` warm ones (the evaluator's caches filled, what every minute costs). Reports
+wall seconds and the Redis server's CPU seconds per pass, scaled to 10,000 sites, as the median of
+the warm runs with min-max, and writes ``artifacts/bench-alerts[-no-threshold].json``.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-threshold", action="store_true", help="Leave the threshold rule out.")
     args = parser.parse_args()
     spec = find_best_server()
     with tempfile.TemporaryDirectory() as data, RedisServer(spec, data_dir=Path(data)) as server:
@@ -59,7 +60,8 @@ def main() -> None:
         store = service.rules(services)
         store.ensure_defaults()
         for rule in EXTRA_RULES:
-            store.put(rule, create=True)
+            if rule.kind != "threshold" or not args.no_threshold:
+                store.put(rule, create=True)
         assert server.pid is not None
         cold = one_pass(services, server.pid)
         warm = [one_pass(services, server.pid) for _ in range(args.runs)]
@@ -69,7 +71,12 @@ def main() -> None:
             "sites": args.sites,
             "readings": loaded.readings,
             "backend": services.timeseries.backend.__class__.__name__,
-            "rules": ["offline", "daylight", "underperformance", "threshold"],
+            "rules": [
+                "offline",
+                "daylight",
+                "underperformance",
+                *([] if args.no_threshold else ["threshold"]),
+            ],
             "cold_wall_s_per_10k": cold[0] * scale,
             "cold_redis_cpu_s_per_10k": cold[1] * scale,
             "warm_wall_s_per_10k": spread(walls),
@@ -77,7 +84,7 @@ def main() -> None:
             "changes": [cold[2], *(c for _, _, c in warm)],
         }
         services.redis.close()
-    path = write_artifact("alerts", result)
+    path = write_artifact("alerts-no-threshold" if args.no_threshold else "alerts", result)
     print(f"{args.sites} sites, {loaded.readings} readings ({result['backend']}); per 10,000 sites:")
     print(f"  cold pass: {cold[0] * scale:.2f} s wall, {cold[1] * scale:.2f} s Redis CPU")
     w, c = result["warm_wall_s_per_10k"], result["warm_redis_cpu_s_per_10k"]
