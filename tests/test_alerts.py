@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from redisolar.alerts import service, solar
 from redisolar.alerts.conditions import usual_interval
 from redisolar.app import get_services
+from redisolar.events.stream import EventKeys, read_range
 from redisolar.timeutil import UTC, from_ms, to_ms, utcnow
 from tests.conftest import ApiCalls
 from tests.test_dashboard import browser  # noqa: F401  (the fixture)
@@ -96,6 +97,12 @@ def test_offline_opens_once_and_resolves(app: Flask, http: FlaskClient, api: Api
     ]
     history = http.get("/api/alerts/site/1").get_json()["alerts"]
     assert [a["state"] for a in history] == ["resolved"]
+    services = get_services(app)
+    events = read_range(services.redis, EventKeys.of(services.keys).notify)
+    assert [(e.kind, e.data["id"]) for e in events] == [
+        ("alert.opened", opened[0]["id"]),
+        ("alert.resolved", opened[0]["id"]),
+    ]
 
 
 def test_daylight_zero_at_local_noon(app: Flask, http: FlaskClient, api: ApiCalls) -> None:

@@ -28,6 +28,7 @@ from redisolar.alerts import conditions
 from redisolar.alerts.conditions import SiteData, Verdict
 from redisolar.alerts.rules import Rule, RuleStore, rules_for_site
 from redisolar.alerts.store import AlertStore, Opening, Resolving
+from redisolar.events import publish
 from redisolar.models.site import MetricType
 from redisolar.services import Services
 from redisolar.timeutil import from_ms, to_ms, utcnow
@@ -41,10 +42,16 @@ NEIGHBOURS_TTL_S = 3600.0
 INTERVAL_LOOKBACK_MS = 24 * 3_600_000
 
 
-def _announce(alert: dict[str, Any]) -> None:
-    """Tell the world an alert opened or resolved (``alert["state"]``): logged; the event stream
-    (:mod:`redisolar.events`) is wired here once it lands."""
-    log.info("alert %s: site %s, %s (%s)", alert["state"], alert["site_id"], alert["kind"], alert["rule_id"])
+def _announce(services: Services, alert: dict[str, Any]) -> None:
+    """Tell the world an alert opened or resolved: an ``alert.opened`` / ``alert.resolved`` event on
+    the event stream (:func:`redisolar.events.publish`: the SSE clients and the webhooks). The alert is
+    stored first; an event that Redis refuses is logged and lost (the alert itself is not)."""
+    kind = "alert.opened" if alert["state"] == "open" else "alert.resolved"
+    log.info("%s: site %s, %s (%s)", kind, alert["site_id"], alert["kind"], alert["rule_id"])
+    try:
+        publish(services.redis, services.keys, kind, alert)
+    except redis.RedisError:
+        log.warning("the %s event of alert %s was not published", kind, alert["id"], exc_info=True)
 
 
 @dataclass
@@ -67,7 +74,7 @@ class AlertEvaluator:
     services: Services
     lock_timeout_s: float = 300.0
     on_pass: Callable[[str, float], None] | None = None
-    announce: Callable[[dict[str, Any]], None] = _announce
+    announce: Callable[[Services, dict[str, Any]], None] = _announce
     last_open_by_kind: dict[str, int] = field(default_factory=dict)
     """Open alerts by kind after the last pass."""
     _intervals: dict[int, tuple[float, float | None]] = field(default_factory=dict)
@@ -238,7 +245,7 @@ class AlertEvaluator:
         report.opened_alerts += opened
         report.resolved_alerts += resolved
         for alert in [*opened, *resolved]:
-            self.announce(alert)
+            self.announce(self.services, alert)
 
     # -- periodic thread ---------------------------------------------------------------------------
     def start(self, interval: float) -> None:
