@@ -216,6 +216,7 @@ def _run_server(cli: CliContext, plan: ServePlan, app: Any, on_ready: Callable[[
 
 def _run_granian(cli: CliContext, plan: ServePlan, app: Any, on_ready: Callable[[], None] | None) -> None:
     from redisolar.alerts.background import with_evaluator
+    from redisolar.events.background import with_deliverer
     from redisolar.granian_server import WorkerApp, run_granian  # (imports Granian)
 
     run_granian(
@@ -226,7 +227,8 @@ def _run_granian(cli: CliContext, plan: ServePlan, app: Any, on_ready: Callable[
         threads=plan.threads or GRANIAN_THREADS,
         log_level=plan.log_level,
         log_format=app.config["LOG_FORMAT"],
-        reconciler=with_evaluator(app, _reconciler(app)),  # + the alert evaluator (redisolar.alerts)
+        # + the alert evaluator (redisolar.alerts) and the webhook deliverer (redisolar.events)
+        reconciler=with_deliverer(app, with_evaluator(app, _reconciler(app))),
         on_ready=on_ready,
     )
 

@@ -18,7 +18,8 @@ from flask import Response, stream_with_context
 from marshmallow import Schema, fields, validate
 
 from redisolar.api.common import Blueprint, services
-from redisolar.errors import InvalidInput, InvalidQuery, RediSolarError
+from redisolar.api.errors import error_response
+from redisolar.errors import InvalidInput, InvalidQuery
 from redisolar.events.sse import Slots, SseLimits, body, parse_id
 from redisolar.events.stream import NOTIFY_KINDS, EventKeys
 from redisolar.events.webhooks import (
@@ -32,12 +33,6 @@ events_bp = Blueprint("events", __name__, url_prefix="/api/events", description=
 webhooks_bp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks", description="Webhooks (admin)")
 
 _slots: dict[int, Slots] = {}
-
-
-class StreamsBusy(RediSolarError):
-    """This worker serves as many event streams as it may (HTTP 503, ``Retry-After``)."""
-
-    status = 503
 
 
 class EventsQuerySchema(Schema):
@@ -74,8 +69,10 @@ def stream_events(args: dict[str, Any]) -> Response:
     svc = services()
     bounds = limits()
     table = slots(bounds.max_streams)
-    if not table.take():
-        raise StreamsBusy(f"This worker serves {bounds.max_streams} event streams already; poll instead")
+    if not table.take():  # (a 503 with Retry-After; not logged as a storage failure)
+        return error_response(
+            503, f"This worker serves {bounds.max_streams} event streams already; poll instead"
+        )
     block = min(bounds.heartbeat, svc.settings.redis.socket_timeout / 2)
     text = body(
         svc.redis, EventKeys.of(svc.keys).stream, last, bounds, block_s=block, site_id=args.get("site_id")

@@ -88,25 +88,24 @@ def newest_id(client: redis.Redis, stream: str) -> str:
 
 
 def gap_after(client: redis.Redis, stream: str, last: str) -> str | None:
-    """When entries after ``last`` were trimmed: the id of the oldest entry kept (None: no gap).
-    Redis 7 reports the newest trimmed id (``max-deleted-entry-id``); older servers only the oldest
-    entry, so a gap is then reported when the oldest kept entry is newer than ``last``."""
+    """When entries after ``last`` may have been trimmed: the id the stream resumes at (None: no gap).
+    Trimming removes the oldest entries, so while ``last`` itself is kept nothing after it is gone;
+    once it is gone, a kept entry (or a generated id) newer than it means some may be (the entry
+    right after it may have been trimmed too; ``XTRIM``/``MAXLEN`` do not record what they drop, so
+    the one case of no loss, ``last`` being exactly the last one dropped, is reported as a gap too:
+    the client reloads once, harmlessly)."""
+    if client.xrange(stream, min=last, max=last, count=1):
+        return None
     try:
         info: dict[str, Any] = client.xinfo_stream(stream)
-    except redis.ResponseError:  # no such stream: nothing was ever trimmed
+    except redis.ResponseError:  # no such stream: nothing was ever written or trimmed
         return None
-    first = info.get("first-entry")
-    first_id = parse_id(str(first[0])) if first else None
-    deleted = parse_id(str(info.get("max-deleted-entry-id", "")))
     mark = parse_id(last)
-    assert mark is not None
-    if deleted is not None:
-        trimmed = deleted > mark
-    else:
-        trimmed = first_id is not None and first_id > (mark[0], mark[1] + 1)
-    if not trimmed:
+    first = info.get("first-entry")
+    newest = parse_id(str(first[0] if first else info.get("last-generated-id", "0-0")))
+    if mark is None or newest is None or newest <= mark:
         return None
-    return id_text(first_id) if first_id is not None else newest_id(client, stream)
+    return id_text(newest)
 
 
 def gap_frame(last: str, resume: str) -> str:
@@ -128,13 +127,11 @@ def body(
     """The stream's text: events after ``last`` (or after the newest when None) until
     ``limits.lifetime`` has passed, with heartbeats; ``block_s``: how long one ``XREAD`` waits (below
     the client's socket timeout). ``site_id``: only that site's events (and every non-site event)."""
-    yield f"retry: {limits.retry_ms}\n\n"
-    if last is None:
-        last = newest_id(client, stream)
-    else:
-        resume = gap_after(client, stream, last)
-        if resume is not None:
-            yield gap_frame(last, resume)
+    resume = None if last is None else gap_after(client, stream, last)
+    last = newest_id(client, stream) if last is None else last
+    yield f"retry: {limits.retry_ms}\n\n"  # once the start is fixed: what follows it reaches the client
+    if resume is not None:
+        yield gap_frame(last, resume)
     end = clock() + limits.lifetime
     quiet_since = clock()
     while clock() < end:
