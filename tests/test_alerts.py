@@ -4,6 +4,7 @@ and cluster)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -282,3 +283,72 @@ def test_the_dashboard_shows_open_alerts_and_a_sites_history(browser: Any, alert
     assert page.locator("#site-alerts").inner_text() == "No alerts."
     assert tab.errors == []
     tab.context.close()
+
+
+# -- who may, the CLI, the metrics --------------------------------------------------------------------
+def test_rules_need_an_admin_key_and_alerts_a_read_key(
+    app_factory: Any, backend_server: Any, client: Any
+) -> None:
+    app = app_factory(backend_server.server, TIMESERIES_BACKEND=backend_server.name, AUTH_MODE="required")
+    services = get_services(app)
+    keys = {
+        scope: services.create_api_key(scope, all_sites=scope == "write")[1]
+        for scope in ("read", "write", "admin")
+    }
+    http = app.test_client()
+    rule = {"kind": "offline", "minutes": 30}
+    for scope in ("read", "write"):
+        headers = {"Authorization": f"Bearer {keys[scope]}"}
+        assert http.post("/api/alerts/rules", json=rule, headers=headers).status_code == 403
+        assert http.get("/api/alerts/rules", headers=headers).status_code == 403
+        assert http.post("/api/alerts/evaluate", headers=headers).status_code == 403
+    assert http.get("/api/alerts", headers={"Authorization": f"Bearer {keys['read']}"}).status_code == 200
+    assert http.get("/api/alerts").status_code == 401
+    admin = {"Authorization": f"Bearer {keys['admin']}"}
+    assert http.post("/api/alerts/rules", json=rule, headers=admin).status_code == 201
+    passed = http.post("/api/alerts/evaluate", headers=admin).get_json()
+    assert passed["ran"] is True and passed["opened"] == 0
+
+
+def test_the_cli_manages_rules_and_lists_alerts(
+    backend_server: Any, client: Any, app: Flask, api: ApiCalls
+) -> None:
+    from click.testing import CliRunner
+
+    from redisolar.cli import main
+
+    env = {**backend_server.env(), "REDISOLAR_KEY_PREFIX": "ru102py-app:"}
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(main, ["alerts", *args], env=env, catch_exceptions=False)
+
+    now = utcnow().replace(microsecond=0)
+    api.create_site(31)
+    api.post_readings(31, readings(now - timedelta(hours=2), now - timedelta(hours=1)))
+    added = run("rules", "add", "--kind", "offline", "--minutes", "30", "--id", "quiet")
+    assert added.exit_code == 0 and "Added quiet: no reading for 30 min" in added.output, added.output
+    bad = run("rules", "add", "--kind", "threshold", "--metric", "temp_c")
+    assert bad.exit_code == 1 and "Invalid alert rule" in bad.output
+    assert "quiet: offline at every site" in run("rules", "list").output
+    assert "1 opened" in run("evaluate").output
+    listed = run("list", "--json").output.strip().splitlines()
+    assert [json.loads(line)["site_id"] for line in listed] == [31]
+    assert run("rules", "delete", "quiet").exit_code == 0
+    assert run("rules", "delete", "quiet").exit_code == 1
+
+
+def test_a_pass_sets_the_open_alerts_gauge(app: Flask, http: FlaskClient, api: ApiCalls) -> None:
+    from prometheus_client import REGISTRY
+
+    from redisolar.alerts.background import with_evaluator
+
+    now = utcnow().replace(microsecond=0)
+    api.create_site(41)
+    api.post_readings(41, readings(now - timedelta(hours=2), now - timedelta(hours=1)))
+    add_rule(http, kind="offline", minutes=30)
+    assert with_evaluator(app, None) is not None  # (not started: the test runs the pass itself)
+    before = REGISTRY.get_sample_value("redisolar_alert_evaluations_total", {"outcome": "done"}) or 0
+    evaluate(app)
+    assert REGISTRY.get_sample_value("redisolar_alerts_open", {"kind": "offline"}) == 1
+    assert REGISTRY.get_sample_value("redisolar_alerts_open", {"kind": "threshold"}) == 0
+    assert REGISTRY.get_sample_value("redisolar_alert_evaluations_total", {"outcome": "done"}) == before + 1
