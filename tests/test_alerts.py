@@ -352,3 +352,23 @@ def test_a_pass_sets_the_open_alerts_gauge(app: Flask, http: FlaskClient, api: A
     assert REGISTRY.get_sample_value("redisolar_alerts_open", {"kind": "offline"}) == 1
     assert REGISTRY.get_sample_value("redisolar_alerts_open", {"kind": "threshold"}) == 0
     assert REGISTRY.get_sample_value("redisolar_alert_evaluations_total", {"outcome": "done"}) == before + 1
+
+
+def test_deleting_a_site_forgets_its_alerts(
+    app: Flask, http: FlaskClient, api: ApiCalls, raw_client: Any
+) -> None:
+    now = utcnow().replace(microsecond=0)
+    api.create_site(51)
+    api.post_readings(51, readings(now - timedelta(hours=2), now - timedelta(hours=1)))
+    add_rule(http, kind="offline", minutes=30)
+    evaluate(app)
+    assert [a["site_id"] for a in alerts(http)] == [51]
+    assert http.delete("/api/sites/51").status_code == 204
+    evaluate(app)
+    assert alerts(http) == []
+    keys = get_services(app).keys
+    assert not raw_client.exists(
+        keys.site_alerts_key(51), keys.site_open_alerts_key(51), keys.site_alert_history_key(51)
+    )
+    api.create_site(51)  # the same id again starts without history
+    assert http.get("/api/alerts/site/51").get_json()["alerts"] == []

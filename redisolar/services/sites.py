@@ -7,6 +7,7 @@ import math
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from redisolar.alerts.store import AlertStore
 from redisolar.dao.site_dao_redis import SearchResult
 from redisolar.errors import SiteNotFound
 from redisolar.models.site import Site
@@ -49,11 +50,13 @@ def update_site(services: Services, site: Site) -> Site:
 
 
 def delete_site(services: Services, site_id: int) -> None:
-    """Delete a site, its readings and its leaderboard entries (``SiteNotFound`` if unknown)."""
+    """Delete a site, its readings, its leaderboard entries and its alerts (``SiteNotFound`` if
+    unknown; the fleet's alert index drops it at the next evaluation)."""
     if not services.sites.exists(site_id):
         raise SiteNotFound(site_id)
     services.timeseries.delete_site_data(site_id)
     services.leaderboards.remove_site_from_leaderboards(site_id)
+    AlertStore(services.redis, services.keys).delete_site(site_id)
     services.sites.delete(site_id)
 
 
