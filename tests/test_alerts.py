@@ -73,6 +73,18 @@ def test_solar_elevation_is_high_at_noon_and_negative_at_midnight() -> None:
     assert solar.solar_elevation(to_ms(datetime(2026, 3, 20, 12, 7, tzinfo=UTC)), 0.0, 0.0) > 88
 
 
+def test_solar_elevation_at_noon_of_the_solstices() -> None:
+    """At solar noon the sun stands 90° - latitude + declination high (±23.44° at the solstices)."""
+    for day, declination in (
+        (datetime(2026, 6, 21, tzinfo=UTC), 23.44),
+        (datetime(2026, 12, 21, tzinfo=UTC), -23.44),
+    ):
+        highest = max(
+            solar.solar_elevation(to_ms(day + timedelta(minutes=m)), 40.0, -105.0) for m in range(1440)
+        )
+        assert highest == pytest.approx(90 - 40 + declination, abs=0.5)
+
+
 def test_usual_interval_is_the_median_gap() -> None:
     assert usual_interval([0, 300_000, 600_000, 900_000, 4_500_000]) == 5.0
     assert usual_interval([1]) is None
