@@ -5,8 +5,9 @@ mechanism of the script loader, and the start-up migration that gives existing s
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -14,13 +15,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from redisolar import localtime as lt
+from redisolar.app import get_services
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import with_includes
 from redisolar.dao.site_dao_redis import SiteDaoRedis
 from redisolar.dao.site_timezones import TZT_MIGRATION, give_sites_transitions
 from redisolar.models.site import Coordinate, Site
+from redisolar.timeutil import to_ms
 
 if TYPE_CHECKING:
+    from conftest import ApiCalls
+    from flask import Flask
+    from flask.testing import FlaskClient
+
     from redisolar.embedded import RedisServer
 
 ZONES = [
@@ -183,3 +190,113 @@ def test_the_migration_gives_existing_sites_their_table(client: redis.Redis) -> 
     assert give_sites_transitions(client, keys) == 0  # marked: one round trip, nothing walked
     assert give_sites_transitions(client, keys, force=True) == 1
     assert give_sites_transitions(client, keys, force=True) == 0
+
+
+# -- day totals, boards and capacity factors in site-local days, through the API --------------------
+SITES = {  # site id: (zone, capacity kW); +4: the same zones over the autumn changes
+    1: ("Pacific/Honolulu", 3.0),
+    2: ("America/Phoenix", 5.0),
+    3: ("America/New_York", 4.0),
+    4: ("Europe/London", 6.0),
+}
+SPRING = (datetime(2026, 3, 6, tzinfo=UTC), datetime(2026, 3, 31, tzinfo=UTC))  # US 03-08, EU 03-29
+AUTUMN = (datetime(2026, 10, 23, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC))  # EU 10-25, US 11-01
+STEP = timedelta(minutes=20)
+
+
+def generated(site_id: int, when: datetime, salt: int = 0) -> float:
+    """A reading's Wh: multiples of 1/4 (sums exact in any order), distinct per site."""
+    return ((when.hour * 7 + when.minute + site_id * 13 + salt) % 50) / 4 + site_id
+
+
+def readings(site_id: int, window: tuple[datetime, datetime], salt: int = 0) -> list[tuple[datetime, float]]:
+    out, when = [], window[0]
+    while when < window[1]:
+        out.append((when, generated(site_id, when, salt)))
+        when += STEP
+    return out
+
+
+def expected(site_id: int, stored: dict[datetime, float]) -> dict[date, tuple[float, float]]:
+    """Plain zoneinfo: each local date's (Wh, capacity factor %) of a site's stored readings."""
+    zone_name, capacity = SITES[(site_id - 1) % 4 + 1]
+    tz = ZoneInfo(zone_name)
+    totals: dict[date, float] = {}
+    for when in sorted(stored):
+        day = when.astimezone(tz).date()
+        totals[day] = totals.get(day, 0.0) + stored[when]
+    out = {}
+    for day, wh in totals.items():
+        start = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+        hours = (end - start) / timedelta(hours=1)
+        out[day] = (wh, 100.0 * wh / (capacity * 1000.0 * hours))
+    return out
+
+
+def post(api: ApiCalls, site_id: int, batch: list[tuple[datetime, float]]) -> None:
+    body = [api.reading_body(when, wh_generated=wh) for when, wh in batch]
+    for i in range(0, len(body), 2_000):
+        api.post_readings(site_id, body[i : i + 2_000])
+
+
+def board(http: FlaskClient, kind: str, day: date) -> dict[int, float]:
+    body = http.get(f"/api/analytics/leaderboards/{kind}?day={day.isoformat()}&limit=100").get_json()
+    scores = [(entry["site"]["id"], entry["score"]) for entry in body["entries"]]
+    assert [s for _, s in scores] == sorted((s for _, s in scores), reverse=True)  # ranked by score
+    return dict(scores)
+
+
+def check_boards(http: FlaskClient, stored: dict[int, dict[datetime, float]]) -> None:
+    want = {site_id: expected(site_id, points) for site_id, points in stored.items()}
+    for day in sorted({day for per_day in want.values() for day in per_day}):
+        generation, efficiency = board(http, "generation", day), board(http, "efficiency", day)
+        on = {site_id: per_day[day] for site_id, per_day in want.items() if day in per_day}
+        assert generation == {site_id: wh for site_id, (wh, _) in on.items()}, day
+        assert efficiency == pytest.approx({site_id: cf for site_id, (_, cf) in on.items()}, rel=1e-12), day
+
+
+def test_boards_count_each_sites_local_days(api: ApiCalls, http: FlaskClient, app: Flask) -> None:
+    """Four zones over both 2026 DST changes (US and EU): every board date's generation and
+    efficiency scores (a 23/25 h day divides by 23/25) equal plain zoneinfo sums, as written at
+    ingest, after overwrites and a retried batch, and as the reconciler rebuilds them."""
+    stored: dict[int, dict[datetime, float]] = {}
+    for base, (zone_name, capacity) in SITES.items():
+        for site_id, window in ((base, SPRING), (base + 4, AUTUMN)):
+            api.create_site(site_id, capacity=capacity, timezone=zone_name)
+            batch = readings(site_id, window)
+            post(api, site_id, batch[: len(batch) // 2])
+            post(api, site_id, batch[len(batch) // 2 :])
+            stored[site_id] = dict(batch)
+    check_boards(http, stored)
+
+    # overwrites around local midnights and DST changes, out of order, then the same batch again
+    for site_id, points in stored.items():
+        changed = [(when, generated(site_id, when, salt=7)) for when in list(points)[5::9]]
+        post(api, site_id, changed[::-1][: len(changed) // 2])
+        post(api, site_id, changed)
+        post(api, site_id, changed)  # a retry
+        points.update(changed)
+    check_boards(http, stored)
+
+    # the reconciler's rebuild of a day's boards sums the same local days
+    services = get_services(app)
+    days = [date(2026, 3, 8), date(2026, 3, 29), date(2026, 10, 25), date(2026, 11, 1), date(2026, 11, 2)]
+    services.leaderboards.clear_daily_boards([*days])
+    for day in days:
+        services.updater.update_generation_leaderboard(day)
+    check_boards(http, stored)
+
+
+def test_write_replies_give_local_days_and_their_lengths(client: redis.Redis, app: Flask) -> None:
+    services = get_services(app)
+    services.sites.insert(site(3, "America/New_York"))
+    start = datetime(2026, 10, 31, 12, tzinfo=UTC)
+    records = [(to_ms(start + k * timedelta(hours=3)), 1.0, 0.5, 20.0) for k in range(16)]
+    written = services.timeseries.write_records({3: records})
+    (outcome,) = written.outcomes
+    tz = ZoneInfo("America/New_York")
+    days = sorted({(start + k * timedelta(hours=3)).astimezone(tz).date() for k in range(16)})
+    assert sorted(outcome.day_sums) == [lt.day_number(d) for d in days]
+    assert outcome.day_hours == {lt.day_number(d): lt.local_day_hours(d, tz) for d in days}
+    assert outcome.day_hours[lt.day_number(date(2026, 11, 1))] == 25.0

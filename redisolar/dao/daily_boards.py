@@ -1,9 +1,12 @@
 """Writing the per-day generation and efficiency leaderboards from exact, versioned day totals.
 
-Each score is a (site, UTC day) generation total computed on the server right after the write that
-changed it, tagged with the site's data version. ``lb_set.lua`` keeps a score only if its version is
-newer than the stored one, so retries, overwrites and concurrent writers converge on the newest total
-and never double count. Day boards expire once their day has left the retention window.
+Each score is a (site, day) generation total computed on the server right after the write that
+changed it, tagged with the site's data version. A day is the site's own local calendar day (its
+zone's; UTC for a site without one): the board of date D ranks every site over its own D, and the
+efficiency (capacity factor) divides by that local day's real length (23, 24 or 25 hours).
+``lb_set.lua`` keeps a score only if its version is newer than the stored one, so retries, overwrites
+and concurrent writers converge on the newest total and never double count. Day boards expire once
+their day has left the retention window.
 
 This module owns the day boards' keys (``{lb:DAY}``: the two boards, their versions and running sums;
 with ``FLEET_SHARDS`` = S > 1, S parts ``{lb:DAY:k}`` holding the sites with ``id % S == k``) and the
@@ -23,7 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import redis
 
@@ -33,6 +36,12 @@ from redisolar.timeutil import MS_PER_DAY
 
 HOURS_PER_DAY = 24
 EPOCH = date(1970, 1, 1)
+
+Score: TypeAlias = (
+    tuple[int, int, int, float, float | None] | tuple[int, int, int, float, float | None, float]
+)
+"""``(site_id, day_number, version, generation_wh, capacity_kw[, hours])``: a site's total of its local
+day ``day_number``, lasting ``hours`` (default 24)."""
 
 
 def efficiency_percent(wh_generated: float, capacity_kw: float | None, hours: float) -> float | None:
@@ -61,13 +70,14 @@ class DailyBoards:
         self.retention_ms = retention_ms
 
     def expire_at(self, day_number: int) -> int:
-        """When a day's boards expire (unix seconds): end of the day plus retention, or tomorrow."""
-        keep_until_ms = (day_number + 1) * MS_PER_DAY + self.retention_ms
+        """When a day's boards expire (unix seconds): end of the day plus retention, or tomorrow. The end
+        of the latest local day of that date (UTC-12) is within a day of its UTC end: a day is added."""
+        keep_until_ms = (day_number + 2) * MS_PER_DAY + self.retention_ms
         return max(keep_until_ms // 1000, int(time.time()) + 86_400)
 
     def apply(
         self,
-        scores: Iterable[tuple[int, int, int, float, float | None]],
+        scores: Iterable[Score],
         extra: Extra | None = None,
         also: Sequence[ScriptCall] = (),
     ) -> int:
@@ -81,13 +91,12 @@ class DailyBoards:
         replies = run_scripts(self.client, [*planned.calls, *index, *also], extra)
         return sum(changed_of(r) for r in replies[: len(planned.calls)])
 
-    def calls(self, scores: Iterable[tuple[int, int, int, float, float | None]]) -> DayCalls:
-        """The calls applying ``(site_id, day_number, version, generation_wh, capacity_kw)`` tuples:
-        one ``lb_set.lua`` per (day, part), to run in the caller's round trip; then
-        :meth:`index_calls` of their replies."""
+    def calls(self, scores: Iterable[Score]) -> DayCalls:
+        """The calls applying :data:`Score` tuples: one ``lb_set.lua`` per (day, part), to run in the
+        caller's round trip; then :meth:`index_calls` of their replies."""
         by_day: dict[tuple[int, int], list[str | int]] = defaultdict(list)
-        for site_id, day_number, version, generation, capacity in scores:
-            efficiency = efficiency_percent(generation, capacity, HOURS_PER_DAY)
+        for site_id, day_number, version, generation, capacity, *length in scores:
+            efficiency = efficiency_percent(generation, capacity, length[0] if length else HOURS_PER_DAY)
             by_day[day_number, self.keys.fleet_shard(site_id)] += [
                 self.keys.member(site_id),
                 version,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 import redis
 from redis.exceptions import ResponseError
@@ -46,6 +46,7 @@ from redisolar.dao.timeseries.base import (
 from redisolar.dao.timeseries.core import CoreBackend
 from redisolar.dao.timeseries.redistimeseries import RedisTimeSeriesBackend
 from redisolar.errors import InvalidQuery, InvalidReading, SiteNotFound
+from redisolar.localtime import local_day_bounds
 from redisolar.models.site import MeterReading, MetricType, SiteAnalytics, TimeSeriesData, check_site_id
 from redisolar.timeutil import MS_PER_HOUR, as_utc, from_ms, to_ms, utcnow
 
@@ -71,6 +72,16 @@ def server_has_timeseries(client: redis.Redis) -> bool:
     except ResponseError as exc:
         return "unknown command" not in str(exc).lower()
     return True
+
+
+def _local_bounds(day: date, zone: str | None) -> tuple[int, int]:
+    """``[start, end)`` of the local ``day`` in ``zone`` (ms); at the ends of the calendar (days whose
+    neighbours zoneinfo cannot reach: 0001-01-01, 9999-12-30), the UTC day, which no reading has."""
+    try:
+        return local_day_bounds(day, zone or "UTC")
+    except (ValueError, OverflowError):
+        start = to_ms(datetime(day.year, day.month, day.day, tzinfo=UTC))
+        return start, start + 86_400_000
 
 
 class TimeSeriesDao:
@@ -406,7 +417,20 @@ class TimeSeriesDao:
         start, end = to_ms(start_time), to_ms(end_time)
         if end <= start:
             raise InvalidQuery("The end of a range must be after its start")
-        return self.backend.day_sums([check_site_id(s) for s in site_ids], start, end)
+        return self.backend.day_sums([(check_site_id(s), start, end) for s in site_ids])
+
+    def get_local_day_totals(
+        self, sites: Sequence[tuple[int, str | None]], day: date
+    ) -> dict[int, tuple[int, float, int, float]]:
+        """Each ``(site_id, timezone)``'s (data version, Wh generated, readings, hours) over its own
+        local ``day`` (:func:`redisolar.localtime.local_day_bounds`; UTC without a zone), as the write
+        scripts count it; ``hours`` is that day's length (23/24/25). One round trip."""
+        bounds = {site_id: _local_bounds(day, zone) for site_id, zone in sites}
+        totals = self.backend.day_sums([(check_site_id(s), start, end) for s, (start, end) in bounds.items()])
+        return {
+            s: (version, total, count, (bounds[s][1] - bounds[s][0]) / 3_600_000)
+            for s, (version, total, count) in totals.items()
+        }
 
     def delete_site_data(self, site_id: int) -> None:
         """Remove every key holding the site's readings and their history rollups (no KEYS scan:

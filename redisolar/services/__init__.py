@@ -116,6 +116,11 @@ def build_services(settings: Settings, client: redis.Redis | None = None) -> Ser
     )
     leaderboards = LeaderboardDao(client, sites, keys=keys)
     updater = LeaderboardUpdater(
-        client, keys=keys, site_dao=sites, timeseries_dao=timeseries, leaderboard_dao=leaderboards
+        client,
+        keys=keys,
+        site_dao=sites,
+        timeseries_dao=timeseries,
+        leaderboard_dao=leaderboards,
+        fleet_timezone=settings.default_timezone,
     )
     return Services(settings, client, keys, sites, timeseries, leaderboards, updater, ApiKeyDao(client, keys))

@@ -75,7 +75,9 @@ def write_derived(
     trip; a second one, once a day per board part, adds a day whose board that round trip created to
     the index of days."""
     boards = series.boards.calls(
-        (o.site_id, day, o.version, total, o.capacity) for o in outcomes for day, total in o.day_sums.items()
+        (o.site_id, day, o.version, total, o.capacity, o.day_hours.get(day, 24.0))
+        for o in outcomes
+        for day, total in o.day_sums.items()
     )
     replies = run_scripts(series.redis, [*boards.calls, *fleet_calls(series, outcomes), *events])
     index = series.boards.index_calls(boards.days, replies[: len(boards.calls)])
@@ -96,6 +98,8 @@ def derived_calls(series: TimeSeriesDao, outcomes: list[WriteOutcome]) -> list[S
     """The per-reading derived calls of :func:`write_derived` (day boards, fleet hours, last-seen),
     without the once-a-day index of days (``bench/capacity.py`` measures them one by one)."""
     boards = series.boards.calls(
-        (o.site_id, day, o.version, total, o.capacity) for o in outcomes for day, total in o.day_sums.items()
+        (o.site_id, day, o.version, total, o.capacity, o.day_hours.get(day, 24.0))
+        for o in outcomes
+        for day, total in o.day_sums.items()
     )
     return [*boards.calls, *fleet_calls(series, outcomes)]

@@ -21,7 +21,7 @@ import threading
 import time as clock
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date
 
 import redis
 
@@ -29,8 +29,9 @@ from redisolar.dao.key_manager import KeyManager, key_manager
 from redisolar.dao.leaderboard_dao import LeaderboardDao
 from redisolar.dao.site_dao_redis import SiteDaoRedis
 from redisolar.dao.timeseries_dao import TimeSeriesDao
+from redisolar.localtime import zone
 from redisolar.models.site import Site
-from redisolar.timeutil import MS_PER_DAY, UTC, utcnow
+from redisolar.timeutil import MS_PER_DAY, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,14 @@ CHUNK = 500
 LOCK_NAME = "leaderboard_updater"
 PERIODIC_FLEET_HOURS = 48
 """Hours of the fleet rollup a periodic reconcile rebuilds after its first, full pass."""
+
+
+def fleet_today(timezone: str = "UTC") -> date:
+    """The fleet's "today": the current date in ``timezone`` (``DEFAULT_TIMEZONE``). A day board of
+    date D ranks every site over its own local D, so no single instant starts or ends a fleet day;
+    the operator's zone names the board that "today" means (with the default UTC, the date at
+    Greenwich: Honolulu's sites are then still on their previous date until 10:00 UTC)."""
+    return utcnow().astimezone(zone(timezone)).date()
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,7 @@ class LeaderboardUpdater:
         timeseries_dao: TimeSeriesDao | None = None,
         leaderboard_dao: LeaderboardDao | None = None,
         lock_timeout_s: float = 300.0,
+        fleet_timezone: str = "UTC",
     ) -> None:
         self.redis = redis_client
         self.keys = keys or key_manager
@@ -69,6 +79,8 @@ class LeaderboardUpdater:
         self.timeseries_dao = timeseries_dao or TimeSeriesDao(redis_client, keys=self.keys)
         self.leaderboard_dao = leaderboard_dao or LeaderboardDao(redis_client, self.site_dao, keys=self.keys)
         self.lock_timeout_s = lock_timeout_s
+        self.fleet_timezone = fleet_timezone
+        """The zone whose date is the fleet's "today" (``DEFAULT_TIMEZONE``): the default day of a pass."""
         self.is_running = False
         self.on_pass: Callable[[str, float], None] | None = None
         """Told of every pass: its outcome (``done``, ``skipped``, ``failed``) and its seconds (the
@@ -101,7 +113,7 @@ class LeaderboardUpdater:
             log.info("leaderboard reconcile skipped: another process is running it")
             return None
         try:
-            return self._update_all(day or utcnow().date(), fleet_hours)
+            return self._update_all(day or fleet_today(self.fleet_timezone), fleet_hours)
         finally:
             lock.release()
 
@@ -148,17 +160,15 @@ class LeaderboardUpdater:
         Costs about three round trips per 500 sites (ids, hashes, totals and scores); no call walks
         the fleet. Returns the number of scores that changed.
         """
-        day = day or utcnow().date()
-        start = datetime.combine(day, time(0), tzinfo=UTC)
-        end = start + timedelta(days=1)
+        day = day or fleet_today(self.fleet_timezone)
         changed = 0
         for chunk in self._site_chunks():
-            totals = self.timeseries_dao.get_generation_totals([s.id for s in chunk], start, end)
+            totals = self.timeseries_dao.get_local_day_totals([(s.id, s.timezone) for s in chunk], day)
             day_number = (day - date(1970, 1, 1)).days
             changed += self.timeseries_dao.boards.apply(
-                (site.id, day_number, version, generation, site.capacity)
+                (site.id, day_number, version, generation, site.capacity, hours)
                 for site in chunk
-                for version, generation, count in [totals[site.id]]
+                for version, generation, count, hours in [totals[site.id]]
                 if count > 0
             )
         return changed

@@ -1,24 +1,28 @@
 -- RedisTimeSeries backend: upsert one site's readings into its three series, atomically.
 -- KEYS[1..3] series wh_generated, wh_used, temp_c; KEYS[4] series meta hash: v (data version), and a
 --   cache valid while its field cv equals v (a writer that does not keep it, as earlier versions of this
---   script, invalidates it by changing v): newest (ms), dsum / hsum ('N:SUM': the generation sum of the
---   day / hour N of the newest reading);
--- KEYS[5] the site hash (its existence, its capacity). (Net generation is derived on read: no series.)
+--   script, invalidates it by changing v): newest (ms), dsum ('N/START:SUM': the generation sum of the
+--   site-local day N, starting at START ms, of the newest reading: a day counted in another zone, or
+--   a UTC day cached as 'N:SUM' by earlier versions, never matches), hsum ('N:SUM': of the UTC hour N);
+-- KEYS[5] the site hash (its existence, its capacity, its zone's offset history 'tzt': days are the
+--   site's local days, lib/localday.lua; UTC days without 'tzt'). (Net generation is derived on read.)
 -- ARGV[1] retention in ms (0 = keep everything), ARGV[2] site id, ARGV[3] key prefix (a label),
 -- ARGV[4] the readings: 32-byte records '<dddd' (ms timestamp, generated, used, temperature),
 --         sorted by timestamp, timestamps unique. Numbers are passed to the module as Lua numbers:
 --         Redis turns them into round-trip exact text.
 -- ARGV[5] '1': the site must exist (its hash), else nothing is written and the error 'NOSITE' returned.
--- Returns {version, capacity or '', {day, generation sum of that day, ...} for every day touched,
+-- Returns {version, capacity or '', {day, generation sum of that day, its length in ms, ...} for every
+-- local day touched (23, 24 or 25 h),
 -- {hour, the site's generation sum of that hour, ...} for every hour touched, newest ms}, or the error
 -- 'RETENTION <oldest allowed ms>' or 'NOSITE' without writing anything.
-local DAY = 86400000
+--@include lib/localday.lua
 local HOUR = 3600000
 local METRICS = {'wh_generated', 'wh_used', 'temp_c'}
 if ARGV[5] == '1' and redis.call('EXISTS', KEYS[5]) == 0 then
   return redis.error_reply('NOSITE')
 end
 local retention = tonumber(ARGV[1])
+local tzt = redis.call('HGET', KEYS[5], 'tzt')
 local data = ARGV[4]
 local first_ts = struct.unpack('<d', data, 1)
 local last_ts = struct.unpack('<d', data, #data - 31)
@@ -57,27 +61,42 @@ end
 -- time order as the module sums: each touched day and hour starts from 0, or, for the day and hour of
 -- the stored newest reading, from their cached sum (else one TS.RANGE over the stored part).
 local append = stored_newest == nil or first_ts > stored_newest
-local function cached(field, n, start)
+-- A cached sum is tagged 'N' (hour) or 'N/START' (local day): valid only for that tag.
+local function cached(field, tag, start)
   if not (valid and field) or start < cutoff then return nil end
-  local m, sum = string.match(field, '^(%-?%d+):(.+)$')
-  if tonumber(m) == n then return tonumber(sum) end
+  local m, sum = string.match(field, '^([^:]+):(.+)$')
+  if m == tag then return tonumber(sum) end
   return nil
 end
-local function stored_sum(start, bucket)
+-- The local days met so far: bounds[d] = {start, end}; day_of(t) asks the library only when t
+-- leaves the last day met (readings come sorted).
+local bounds, cur_day, cur_start, cur_end = {}, nil, 0, -1
+local function day_of(t)
+  if t < cur_start or t >= cur_end then
+    cur_day = local_day(t, tzt)
+    if not bounds[cur_day] then bounds[cur_day] = {local_day_bounds(cur_day, tzt)} end
+    cur_start, cur_end = bounds[cur_day][1], bounds[cur_day][2]
+  end
+  return cur_day
+end
+local function day_tag(d) return string.format('%d/%d', d, bounds[d][1]) end
+local function stored_sum(start, width)
   local r = redis.call('TS.RANGE', KEYS[1], string.format('%d', math.max(start, cutoff)),
-    string.format('%d', stored_newest), 'AGGREGATION', 'sum', bucket)
+    string.format('%d', stored_newest), 'AGGREGATION', 'sum', string.format('%d', width),
+    'ALIGN', string.format('%d', math.max(start, cutoff)))
   local v = r[1] and r[1][2]
   if type(v) == 'table' then v = v.ok or v.double end
   return tonumber(v) or 0.0
 end
 local day_acc, hour_acc = {}, {}
 if append and stored_newest then
-  local d, h = math.floor(stored_newest / DAY), math.floor(stored_newest / HOUR)
-  if math.floor(first_ts / DAY) == d then
-    day_acc[d] = cached(meta[3], d, d * DAY) or stored_sum(d * DAY, DAY)
+  local d, h = day_of(stored_newest), math.floor(stored_newest / HOUR)
+  if day_of(first_ts) == d then
+    local b = bounds[d]
+    day_acc[d] = cached(meta[3], day_tag(d), b[1]) or stored_sum(b[1], b[2] - b[1])
   end
   if math.floor(first_ts / HOUR) == h then
-    hour_acc[h] = cached(meta[4], h, h * HOUR) or stored_sum(h * HOUR, HOUR)
+    hour_acc[h] = cached(meta[4], tostring(h), h * HOUR) or stored_sum(h * HOUR, HOUR)
   end
 end
 
@@ -112,7 +131,7 @@ for pos = 1, #data, 32 do
     hours[nhours] = h
   end
   hour = h
-  local d = math.floor(t / DAY)
+  local d = day_of(t)
   if d ~= day and (ndays == 0 or days[ndays] ~= d) then
     ndays = ndays + 1
     days[ndays] = d
@@ -147,8 +166,14 @@ else
     return redis.call('TS.RANGE', KEYS[1], string.format('%d', math.max(from, cutoff)),
       string.format('%d', to - 1), 'AGGREGATION', 'sum', bucket)
   end
-  for _, bucket in ipairs(sums(days[1] * DAY, days[ndays] * DAY + DAY, DAY)) do
-    day_sum[math.floor(tonumber(bucket[1]) / DAY)] = value(bucket[2])
+  for i = 1, ndays do -- a local day is one bucket as wide as the day, aligned on its start
+    local d, b = days[i], bounds[days[i]]
+    local from = math.max(b[1], cutoff)
+    if b[2] > from then
+      local r = redis.call('TS.RANGE', KEYS[1], string.format('%d', from), string.format('%d', b[2] - 1),
+        'AGGREGATION', 'sum', string.format('%d', b[2] - from), 'ALIGN', string.format('%d', from))
+      if r[1] then day_sum[d] = value(r[1][2]) end
+    end
   end
   local first_hour, last_hour = hours[1], hours[1]
   for i = 2, nhours do
@@ -162,27 +187,28 @@ end
 
 -- The meta hash: version, and the cache for it: newest, the sums of the newest reading's day and hour
 -- when this write knows them (computed, or cached and untouched by this write), else removed.
-local newest_day, newest_hour = math.floor(newest / DAY), math.floor(newest / HOUR)
+local newest_day, newest_hour = day_of(newest), math.floor(newest / HOUR)
 local fields = {'v', vtext, 'cv', vtext, 'newest', string.format('%d', newest)}
-local function stamp(name, field, n, sum)
-  if sum == nil and cached(field, n, -1) then -- untouched by this write: still true
+local function stamp(name, field, tag, sum)
+  if sum == nil and cached(field, tag, -1) then -- untouched by this write: still true
     sum = string.match(field, ':(.+)$')
   end
   if sum ~= nil then -- text that converts back to the exact double (%.17g here, or the module's)
     fields[#fields + 1] = name
-    fields[#fields + 1] = n .. ':' .. sum
+    fields[#fields + 1] = tag .. ':' .. sum
   elseif field then
     redis.call('HDEL', KEYS[4], name) -- unknown now: never read as valid again
   end
 end
-stamp('dsum', meta[3], newest_day, day_sum[newest_day])
-stamp('hsum', meta[4], newest_hour, hour_sum[newest_hour])
+stamp('dsum', meta[3], day_tag(newest_day), day_sum[newest_day])
+stamp('hsum', meta[4], tostring(newest_hour), hour_sum[newest_hour])
 redis.call('HSET', KEYS[4], unpack(fields))
 
 local day_sums, hour_sums = {}, {}
 for _, day in ipairs(days) do
   day_sums[#day_sums + 1] = day
   day_sums[#day_sums + 1] = day_sum[day] or '0'
+  day_sums[#day_sums + 1] = string.format('%d', bounds[day][2] - bounds[day][1])
 end
 for _, hour in ipairs(hours) do
   hour_sums[#hour_sums + 1] = hour

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from redisolar.dao.scripts import ScriptCall
 from redisolar.models.site import MetricType
+
+HOUR_MS = 3_600_000
 
 AGGREGATIONS = ("avg", "sum", "min", "max", "count", "first", "last", "range")
 
@@ -27,8 +29,10 @@ Point = tuple[int, float]
 @dataclass(frozen=True)
 class WriteOutcome:
     """What a site's write returned: its new data version, its capacity, the generation total of
-    every day it touched and of every clock hour it touched (absolute sums of the stored data, so a
-    retried update with them changes nothing), its newest reading."""
+    every site-local day it touched (day numbers of the site's zone, UTC days for a site without
+    ``tzt``) and of every UTC clock hour it touched (absolute sums of the stored data, so a retried
+    update with them changes nothing), its newest reading, and the length in hours of each of those
+    days (23, 24 or 25 across DST changes)."""
 
     site_id: int
     version: int
@@ -36,6 +40,7 @@ class WriteOutcome:
     day_sums: dict[int, float]
     hour_sums: dict[int, float]
     newest: int
+    day_hours: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,9 @@ class Backend(Protocol):
     def stats(self, site_id: int, start: int, end: int) -> tuple[PeriodStats | None, float | None]:
         """Reductions over ``[start, end)`` and the site's capacity (kW, None if unknown)."""
 
-    def day_sums(self, site_ids: list[int], start: int, end: int) -> dict[int, tuple[int, float, int]]:
-        """Each site's (data version, generation sum, reading count) over ``[start, end)``, one round trip."""
+    def day_sums(self, ranges: list[tuple[int, int, int]]) -> dict[int, tuple[int, float, int]]:
+        """Each ``(site_id, start, end)``'s (data version, generation sum, reading count) over
+        ``[start, end)`` (each site its own range: its local day), one round trip."""
 
     def delete(self, site_id: int) -> None:
         """Remove every key holding the site's readings."""
@@ -146,9 +152,10 @@ def parse_write_outcome(site_id: int, reply: list[Any]) -> WriteOutcome:
         site_id,
         int(version),
         float(capacity) if to_str(capacity) else None,
-        {int(days[i]): float(days[i + 1]) for i in range(0, len(days), 2)},
+        {int(days[i]): float(days[i + 1]) for i in range(0, len(days), 3)},
         {int(hours[i]): float(hours[i + 1]) for i in range(0, len(hours), 2)},
         int(newest),
+        {int(days[i]): int(days[i + 2]) / HOUR_MS for i in range(0, len(days), 3)},
     )
 
 

@@ -162,17 +162,17 @@ class RedisTimeSeriesBackend:
         count, *values = (float(parse_points(r)[0][1]) if r else 0.0 for r in replies)
         return PeriodStats(int(count), *values), capacity_kw
 
-    def day_sums(self, site_ids: list[int], start: int, end: int) -> dict[int, tuple[int, float, int]]:
+    def day_sums(self, ranges: list[tuple[int, int, int]]) -> dict[int, tuple[int, float, int]]:
         calls = [
             ScriptCall(
                 script("ts_daysum"),
                 (self.keys.timeseries_key(s, MetricType.WH_GENERATED), self.keys.series_meta_key(s)),
                 (start, end),
             )
-            for s in site_ids
+            for s, start, end in ranges
         ]
         replies = run_scripts(self.client, calls)
-        return {s: (int(r[0]), float(r[1]), int(r[2])) for s, r in zip(site_ids, replies, strict=True)}
+        return {s: (int(r[0]), float(r[1]), int(r[2])) for (s, _, _), r in zip(ranges, replies, strict=True)}
 
     def delete(self, site_id: int) -> None:
         net = self.keys.timeseries_key(site_id, MetricType.NET_GENERATION)  # a series of older versions
