@@ -172,10 +172,21 @@
   }
 
   // Run `refresh` now and then every REFRESH_MS after it finishes (never overlapping); `poke` runs it early.
-  function poll(refresh) {
+  // With `events` (a GET /api/events path) and the stream open, it runs when an event arrives instead (at
+  // most every LIVE_MIN_MS; every LIVE_SAFETY_MS regardless, which also notices an API that fails while the
+  // stream stays open), and polls as before whenever the stream is not open: see `follow`.
+  const LIVE_MIN_MS = Math.min(2000, REFRESH_MS);
+  const LIVE_SAFETY_MS = 5 * REFRESH_MS;
+  function poll(refresh, events) {
     let timer = null;
     let running = false;
     let again = false;
+    let live = false;
+    let lastRun = 0;
+    function schedule(ms) {
+      clearTimeout(timer);
+      timer = setTimeout(tick, ms);
+    }
     async function tick() {
       clearTimeout(timer);
       if (running) {
@@ -183,6 +194,7 @@
         return;
       }
       running = true;
+      lastRun = Date.now();
       try {
         await refresh();
         apiUp();
@@ -191,12 +203,32 @@
         else console.warn(err);
       } finally {
         running = false;
-        timer = setTimeout(tick, again ? 0 : REFRESH_MS);
+        timer = setTimeout(tick, again ? 0 : live ? LIVE_SAFETY_MS : REFRESH_MS);
         again = false;
       }
     }
+    if (events) {
+      const changed = () => (running ? (again = true) : schedule(Math.max(0, lastRun + LIVE_MIN_MS - Date.now())));
+      follow(events, changed, (open) => {
+        if (open === live) return;
+        live = open;
+        if (!running) schedule(open ? LIVE_SAFETY_MS : REFRESH_MS);
+      });
+    }
     tick();
     return tick;
+  }
+
+  // The event stream: `changed()` at each event, `state(open)` when it opens or fails. Not used (the page
+  // polls) without EventSource, or with a stored API key: EventSource cannot send the X-API-Key header and
+  // the key never goes in a URL. A refused stream (503: the server's streams are all taken) stays closed,
+  // so the page keeps polling; after an outage EventSource reconnects by itself with Last-Event-ID.
+  function follow(path, changed, state) {
+    if (typeof EventSource === "undefined" || storedKey()) return;
+    const source = new EventSource(API + path);
+    source.onopen = () => state(true);
+    source.onerror = () => state(false);
+    for (const kind of ["reading", "alert.opened", "alert.resolved", "gap"]) source.addEventListener(kind, changed);
   }
 
   // -- tabs (shared by both pages) ------------------------------------------------------------------
@@ -558,7 +590,7 @@
       moveTo({ west: drag.view.west + dx, east: drag.view.east + dx, south: drag.view.south + dy, north: drag.view.north + dy });
     });
 
-    const poke = poll(refresh);
+    const poke = poll(refresh, "/events");
     setupTabs(document.querySelector(".tabs"), (type) => {
       board = type;
       panel.classList.add("loading");
@@ -737,7 +769,7 @@
       document.getElementById("site-alerts").replaceChildren(alertTable((alertData.alerts || []).slice(0, 50), false));
     }
 
-    const poke = poll(refresh);
+    const poke = poll(refresh, `/events?site_id=${id}`);
     form.addEventListener("change", () => {
       bucket.disabled = aggregation.value === "raw";
       poke();
