@@ -323,3 +323,23 @@ def test_hour_and_day_exports_reach_beyond_the_raw_window(
     assert len(inside.splitlines()) >= (34 if resolution == "hour" else 2)
     api.post_readings(1, [api.reading_body(from_ms(start + 4 * DAY))])  # pushes them out of the window
     assert http.get(url).get_data(as_text=True) == inside
+
+
+def test_rebuild_backfills_the_rollups_of_stored_readings(
+    client: redis.Redis, backend_server: BackendServer
+) -> None:
+    dao = make_dao(client, backend_server, 30, 3650)
+    client.hset(dao.keys.site_key(11), "tzt", encode_tzt("America/Phoenix"))
+    start = hour_start(6)
+    dao.add_validated_records({11: records(start, 300, 17 * 60_000)})
+    day = from_ms(start).date()
+    hours = dao.history.hours(11, start - DAY, start + 6 * DAY)
+    days = dao.history.days(11, day - timedelta(days=1), day + timedelta(days=6))
+    dao.history.delete(11)  # as if the readings had been stored before the rollups existed
+    assert dao.history.hours(11, start - DAY, start + 6 * DAY) == []
+    visited = dao.history.rebuild(dao.backend.name, 11, start - DAY, start + 5 * DAY)
+    assert visited == 6 * 24
+    assert dao.history.hours(11, start - DAY, start + 6 * DAY) == hours
+    assert dao.history.days(11, day - timedelta(days=1), day + timedelta(days=6)) == days
+    dao.history.rebuild(dao.backend.name, 11, start - DAY, start + 5 * DAY)  # again: nothing changes
+    assert dao.history.hours(11, start - DAY, start + 6 * DAY) == hours

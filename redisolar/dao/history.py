@@ -168,6 +168,24 @@ class HistoryDao:
         )
         return ScriptCall(script("history_set"), keys, args)
 
+    def rebuild(self, backend: str, site_id: int, start_ms: int, end_ms: int) -> int:
+        """Recompute the site's rollups of every hour in ``[start_ms, end_ms)`` and of the local days
+        they touch from its raw readings (for readings stored before the rollups existed: a
+        backfill of the raw window), a day of hours per call, 30 days per round trip; the same
+        script as at ingest, so exact and safe to repeat or to run beside writers. Returns the
+        number of hours visited."""
+        check_site_id(site_id)
+        first, stop = max(start_ms, 0) // HOUR, -(-max(end_ms, 0) // HOUR)
+        calls = [
+            self.set_call(
+                backend, site_id, [(h * HOUR, 0.0, 0.0, 0.0) for h in range(d, min(d + 24, stop))], False
+            )
+            for d in range(first, stop, 24)
+        ]
+        for i in range(0, len(calls), 30):
+            run_scripts(self.client, calls[i : i + 30])
+        return max(0, stop - first)
+
     # -- reads -------------------------------------------------------------------------------------
     def _read(self, site_id: int, kind: str, first: int, stop: int) -> list[tuple[int, list[float]]]:
         """The non-empty records numbered ``first .. stop - 1`` (hours or local days)."""
