@@ -125,6 +125,9 @@ def post_worker_init(worker: Any) -> None:
     if not getattr(worker, RECONCILER_FLAG, False):
         return
     app = worker.wsgi
+    from redisolar.alerts.background import start_in_worker  # (not on the CLI's import path)
+
+    start_in_worker(app)  # the alert evaluator (redisolar.alerts), its own interval
     interval = reconciler_interval(app.config)
     if interval <= 0:
         log.info("leaderboard reconciler off (interval 0)")
@@ -173,6 +176,9 @@ def worker_exit(server: Any, worker: Any) -> None:
 def _stop_reconciler(worker: Any) -> None:
     """Stop the worker's reconciler thread, waiting at most :data:`RECONCILER_STOP_WAIT` seconds."""
     app = getattr(worker, "wsgi", None)
+    from redisolar.alerts.background import stop_in_worker
+
+    stop_in_worker(app)  # the alert evaluator, if this worker runs it
     extensions = getattr(app, "extensions", None) or {}
     services = extensions.get("redisolar")
     if services is None or not services.updater.is_running:

@@ -1,7 +1,8 @@
-"""The evaluator in ``redisolar serve``: started with the leaderboard reconciler, in the same one
-process (Granian's main process), every ``ALERT_EVALUATION_SECONDS`` (0: off); each pass also sets
-the ``/metrics`` gauge of open alerts by kind. ``prometheus_client`` is imported only here, when a
-server starts (never on the CLI's import path: :mod:`redisolar.metrics`)."""
+"""The evaluator in ``redisolar serve``, in the one process that runs the leaderboard reconciler:
+Granian's main process (:func:`with_evaluator`) or, under gunicorn, the worker that hosts it
+(:func:`start_in_worker`, :func:`stop_in_worker`); every ``ALERT_EVALUATION_SECONDS`` (0: off). Each
+pass also sets the ``/metrics`` gauge of open alerts by kind. ``prometheus_client`` is imported only
+when a server starts (never on the CLI's import path: :mod:`redisolar.metrics`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 
 import redis
 
+from redisolar.alerts.evaluator import AlertEvaluator
 from redisolar.alerts.rules import KINDS
-from redisolar.alerts.service import evaluator
+from redisolar.alerts.service import EXTENSION, evaluator
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +54,18 @@ def with_evaluator(app: Any, reconciler: StartStop | None) -> StartStop | None:
             reconciler[1]()
 
     return start, stop
+
+
+def start_in_worker(app: Any) -> None:
+    """(gunicorn, the worker that hosts the reconciler) Start ``app``'s evaluator, if not off."""
+    started = with_evaluator(app, None)
+    if started is not None:
+        started[0]()
+
+
+def stop_in_worker(app: Any) -> None:
+    """(gunicorn, that worker exiting) Tell its evaluator to stop, without waiting (a daemon)."""
+    services = (getattr(app, "extensions", None) or {}).get("redisolar")
+    found = services.summary_cache.get(EXTENSION) if services is not None else None
+    if isinstance(found, AlertEvaluator):
+        found.stop(wait=False)

@@ -259,11 +259,13 @@ class AlertEvaluator:
         self._thread.start()
         log.info("alert evaluator started, every %g s", interval)
 
-    def stop(self) -> None:
-        """Stop the thread and wait for it."""
+    def stop(self, wait: bool = True) -> None:
+        """Stop the thread (after its pass in flight) and, with ``wait``, wait for it (a daemon thread:
+        an exiting process need not)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            if wait:
+                self._thread.join()
             self._thread = None
 
     def _loop(self, interval: float) -> None:
