@@ -50,6 +50,7 @@ from redisolar.server import (
 )
 from redisolar.server import default_workers as gunicorn_workers
 from redisolar.services import Services
+from redisolar.services.history import backfill_history
 
 log = logging.getLogger(__name__)
 
@@ -388,6 +389,8 @@ def migrate(cli: CliContext) -> None:
     click.echo(f"Time zones: {given} sites without one given their coordinates' zone (or {zone}).")
     tables = give_sites_transitions(services.redis, services.keys, force=True)
     click.echo(f"Offset histories: {tables} sites given their zone's (field tzt).")
+    sites, hours = backfill_history(services)  # readings stored before the history rollups existed
+    click.echo(f"History: the raw windows of {sites} sites rolled up again ({hours} hours).")
 
 
 def _plan(sites: int, days: float, interval: int, profile: str, seed: int | None) -> SamplePlan:

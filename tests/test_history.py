@@ -343,3 +343,25 @@ def test_rebuild_backfills_the_rollups_of_stored_readings(
     assert dao.history.days(11, day - timedelta(days=1), day + timedelta(days=6)) == days
     dao.history.rebuild(dao.backend.name, 11, start - DAY, start + 5 * DAY)  # again: nothing changes
     assert dao.history.hours(11, start - DAY, start + 6 * DAY) == hours
+
+
+def test_the_migrate_command_backfills_the_rollups(
+    client: redis.Redis, backend_server: BackendServer, app_factory: Callable[..., Flask]
+) -> None:
+    from click.testing import CliRunner
+
+    from redisolar.cli import main
+    from tests.conftest import ApiCalls
+
+    http = app_factory(backend_server.server, TIMESERIES_BACKEND=backend_server.name).test_client()
+    api = ApiCalls(http)
+    api.create_site(1, capacity=5.0)
+    start = hour_start(3)
+    api.post_readings(1, [api.reading_body(from_ms(start + i * 600_000)) for i in range(30)])
+    dao = make_dao(client, backend_server, 30, 3650)
+    before = dao.history.hours(1, start, start + DAY)
+    dao.history.delete(1)  # as stored by a version without rollups
+    result = CliRunner().invoke(main, ["migrate"], env=backend_server.env(), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "History: the raw windows of 1 sites rolled up again" in result.output
+    assert dao.history.hours(1, start, start + DAY) == before and sum(h.count for h in before) == 30
