@@ -9,13 +9,21 @@ in the body, null on the last page).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Response
 from marshmallow import Schema, fields, validate
 
 from redisolar.alerts import service
-from redisolar.alerts.rules import RULE_ID_PATTERN, RuleNotFound, RuleOutSchema, RuleSchema, rule_from_input
+from redisolar.alerts.rules import (
+    RULE_ID_PATTERN,
+    RuleNotFound,
+    RuleOutSchema,
+    RuleSchema,
+    rule_from_input,
+    rule_out,
+)
 from redisolar.api.common import Blueprint, services
 from redisolar.models.site import MAX_SITE_ID
 
@@ -76,8 +84,7 @@ RULE = "<rule_id>"
 
 
 def _rule_id(rule_id: str) -> str:
-    import re
-
+    """``rule_id`` if it can be a rule's id, else 404 (it is not looked up)."""
     if not re.fullmatch(RULE_ID_PATTERN, rule_id):
         raise RuleNotFound(rule_id)
     return rule_id
@@ -126,8 +133,6 @@ def rule_create(data: dict[str, Any]) -> dict[str, Any]:
 @alerts_bp.errors(404)
 def rule_get(rule_id: str) -> dict[str, Any]:
     """One rule (admin)."""
-    from redisolar.alerts.rules import rule_out
-
     return rule_out(service.rules(services()).get(_rule_id(rule_id)))
 
 
