@@ -62,7 +62,7 @@ def post_cost(services: Any, http: Any, n: int) -> dict[str, float]:
     times: dict[bool, list[float]] = {True: [], False: []}
     for k in range(n):
         with_event = k % 2 == 0
-        ingest_module.reading_calls = original if with_event else (lambda *a: [])  # type: ignore[assignment]
+        ingest_module.reading_calls = original if with_event else (lambda *a: [])
         times[with_event].append(posts(http, 1, start, 200 + k))
     ingest_module.reading_calls = original
     services.redis.config_resetstat()
@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0)
     args = parser.parse_args()
     spec = find_best_server()
+    assert spec is not None, "no redis-server found"
     with tempfile.TemporaryDirectory() as data, RedisServer(spec, data_dir=Path(data)) as server:
         config = {"REDIS_URL": f"{server.url}/0", "RATE_LIMIT_WRITES": "0", "AUTH_MODE": "off"}
         app = create_app("bench", config)
@@ -131,7 +132,7 @@ def main() -> None:
                 "postal_code": "84601"}  # fmt: skip
         assert http.post("/api/sites/", json=site).status_code == 201
         assert server.pid is not None
-        result = {
+        result: dict[str, Any] = {
             "backend": services.timeseries.backend.__class__.__name__,
             "post": post_cost(services, http, args.posts),
             "idle": clients_cost(services, server.pid, args.clients, args.seconds, 0.0),
