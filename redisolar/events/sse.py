@@ -100,6 +100,8 @@ def gap_after(client: redis.Redis, stream: str, last: str) -> str | None:
         info: dict[str, Any] = client.xinfo_stream(stream)
     except redis.ResponseError:  # no such stream: nothing was ever written or trimmed
         return None
+    if "entries-added" in info and int(info["entries-added"]) == int(info.get("length", -1)):
+        return None  # Redis 7: nothing was ever trimmed (an id older than the stream's start loses nothing)
     mark = parse_id(last)
     first = info.get("first-entry")
     newest = parse_id(str(first[0] if first else info.get("last-generated-id", "0-0")))
