@@ -263,9 +263,10 @@ def alerting_url(backend_server: Any, client: Any) -> Any:
     from tests.test_dashboard import REFRESH_MS, _serve
 
     server = backend_server.server
-    app = create_app(
-        "test", {"TESTING": True, "REDIS_URL": f"{server.url}/0", "DASHBOARD_REFRESH_MS": REFRESH_MS}
-    )
+    # EVENTS_MAX_STREAMS: a stream-slot table of its own (the slots are per process and limit; the
+    # streams of earlier pages or tests can hold the default table's two for minutes: 503s, console errors)
+    config = {"TESTING": True, "REDIS_URL": f"{server.url}/0", "DASHBOARD_REFRESH_MS": REFRESH_MS}
+    app = create_app("test", {**config, "EVENTS_MAX_STREAMS": 61})
     services = get_services(app)
     load_plan(services, with_quiet_site(plan_sample_data()))
     assert service.rules(services).ensure_defaults() == 2
