@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 import click
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
+from redisolar import store
 from redisolar.config import redact_url
 from redisolar.dao.site_timezones import give_sites_timezones, give_sites_transitions
 from redisolar.embedded import EmbeddedRedisError, RedisServer, find_best_server
@@ -84,14 +85,26 @@ class CliContext:
             ) from None
 
     def services(self) -> Services:
-        """The app's services, after checking that Redis answers our login."""
+        """The app's services, after checking that Redis answers our login. Their client is closed
+        when the command ends (:func:`_close_when_done`)."""
         from redisolar.app import get_services
 
         services = get_services(self.create_app())
+        _close_when_done(services.redis)
         with _preflight_errors():
             check_connection(services.redis, services.settings.redis)
             migrate_store(services)
         return services
+
+
+def _close_when_done(client: Any) -> None:
+    """Close ``client`` and its sockets (:func:`redisolar.store.close`) when the current command
+    ends, also by an error, rather than leave them to the garbage collector ("unclosed socket"
+    ResourceWarnings, in no set order)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return
+    ctx.call_on_close(lambda: store.close(client))
 
 
 pass_cli = click.make_pass_decorator(CliContext)
@@ -209,7 +222,7 @@ def _run_server(cli: CliContext, plan: ServePlan, app: Any, on_ready: Callable[[
     written in the app's ``LOG_FORMAT`` from here on (the instance file may set it)."""
     configure_logging(plan.log_level, app.config["LOG_FORMAT"], access_log=plan.access_log)
     if plan.server == "gunicorn":
-        _services_of(app).redis.close()
+        store.close(_services_of(app).redis)
         _run_gunicorn(cli, plan, on_ready)
     _run_granian(cli, plan, app, on_ready)
     raise SystemExit(0)
@@ -540,7 +553,7 @@ def demo(
         else:
             plan = with_quiet_site(_plan(5, 7, 60, "auto", None))  # one site silent: an alert
             _load_with_progress(services, plan, 2000)
-        services.redis.close()
+        store.close(services.redis)
         base = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0', '::', '::1') else host}:{port}"
         serving = ServePlan(
             server, host, port, workers, threads, log_level, access_log, DEMO_GRACEFUL_TIMEOUT

@@ -147,9 +147,7 @@ def export(
     try:
         _export(services, request, params, sites, output, resume)
     finally:
-        services.redis.close()
-        if not store.is_cluster(services.redis):  # a cluster client's close() disconnects every node
-            services.redis.connection_pool.disconnect()
+        store.close(services.redis)
 
 
 def _export(

@@ -370,10 +370,7 @@ def app_factory(app_env: None) -> Iterator[Callable[..., Flask]]:
 
     yield make
     for app in apps:
-        client = get_services(app).redis
-        client.close()
-        if not store.is_cluster(client):  # a cluster client's close() disconnects every node
-            client.connection_pool.disconnect()
+        store.close(get_services(app).redis)  # every node's sockets too, on a cluster
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from redisolar.cli import main
+from redisolar import store
+from redisolar.cli import CliContext, main
 from redisolar.config import Config
 from redisolar.models.site import MeterReading, MetricType, Site
 from redisolar.sample_data import SEED_SITES
@@ -229,3 +230,28 @@ def test_the_entry_points_list_the_commands(command: list[str]) -> None:
     assert done.returncode == 0, done.stderr
     for name in ("serve", "load", "demo"):
         assert name in done.stdout
+
+
+# -- resources ---------------------------------------------------------------------------------------------
+def open_sockets(client: redis.Redis) -> int:
+    """Connected sockets left in ``client``'s pools (every primary's on a cluster)."""
+    pools = [node.connection_pool for node in store.node_clients(client)]
+    connections = [c for pool in pools for c in (*pool._available_connections, *pool._in_use_connections)]
+    return sum(1 for connection in connections if connection._sock is not None)
+
+
+def test_a_command_closes_its_client_when_it_ends(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start-up migration opens a connection to every primary; the command closes them when it
+    ends instead of leaving them to the garbage collector (an "unclosed socket" warning, sometimes)."""
+    built: list[Services] = []
+    services_of = CliContext.services
+
+    def spy(cli: CliContext) -> Services:
+        built.append(services_of(cli))
+        return built[-1]
+
+    monkeypatch.setattr(CliContext, "services", spy)
+    assert run(["keys", "list"], env).exit_code == 0
+    assert len(built) == 1 and open_sockets(built[0].redis) == 0
