@@ -102,6 +102,10 @@ OPTIONS: dict[str, Option] = {
     "RETRY_AFTER_SECONDS": Option(int, low=1, high=86_400),
     "LEADERBOARD_UPDATE_INTERVAL": Option(float, low=0, high=86_400),
     "ALERT_EVALUATION_SECONDS": Option(float, low=0, high=86_400),
+    "EVENTS_MAX_STREAMS": Option(int, low=0, high=1024),
+    "EVENTS_STREAM_SECONDS": Option(float, low=0, high=86_400),
+    "EVENTS_HEARTBEAT_SECONDS": Option(float, low=0.5, high=3600),
+    "WEBHOOK_DELIVERY": Option(bool),
     "DASHBOARD_REFRESH_MS": Option(int, low=100, high=3_600_000),
     "DASHBOARD_API_BASE": Option(str),
     "AUTH_MODE": Option(str, choices=AUTH_MODES),
@@ -144,6 +148,12 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_AFTER_SECONDS": 5,  # the Retry-After of a 503 while Redis is unreachable
     "LEADERBOARD_UPDATE_INTERVAL": 300.0,  # seconds between reconciles in `redisolar serve`; 0: none
     "ALERT_EVALUATION_SECONDS": 60.0,  # seconds between alert evaluations in `redisolar serve`; 0: none
+    # GET /api/events (redisolar.events.sse): streams per worker process (each holds a thread; more: 503),
+    # a stream's lifetime (the client resumes with Last-Event-ID), a keepalive after this long idle
+    "EVENTS_MAX_STREAMS": 2,
+    "EVENTS_STREAM_SECONDS": 300.0,
+    "EVENTS_HEARTBEAT_SECONDS": 15.0,
+    "WEBHOOK_DELIVERY": True,  # false: this server runs no webhook deliverer (redisolar.events.deliverer)
     "DASHBOARD_REFRESH_MS": 7000,  # how often an open dashboard page polls the API
     "DASHBOARD_API_BASE": "/api",  # where the dashboard's pages find the API
     "AUTH_MODE": "auto",  # auto | required | writes | off (README "Security")

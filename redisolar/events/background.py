@@ -18,7 +18,7 @@ StartStop = tuple[Callable[[], None], Callable[[], None]]
 
 def with_deliverer(app: Any, others: StartStop | None) -> StartStop | None:
     """(start, stop) of ``others`` (may be None) and of ``app``'s webhook deliverer together."""
-    if str(app.config.get("WEBHOOK_DELIVERY", True)).lower() in ("0", "false", "no", "off"):
+    if not app.config.get("WEBHOOK_DELIVERY", True):
         log.info("webhook deliverer off (WEBHOOK_DELIVERY)")
         return others
     services = app.extensions["redisolar"]
