@@ -356,7 +356,7 @@ def test_round_trips_do_not_grow_with_the_number_of_sites(counting: redis.Redis)
 def test_redisearch_costs_one_round_trip(counting: redis.Redis) -> None:
     dao = SiteDaoRedis(counting, search="redisearch")
     dao.insert_many(*(site(i) for i in range(1, 101)))
-    assert dao.search_backend == "redisearch"  # creates the index (a search without filters reads the id index)
+    assert dao.search_backend == "redisearch"  # creates the index (an unfiltered search reads the ids)
     assert round_trips(lambda: dao.search(q="bri st", state="ca", limit=10)) == 1
     assert round_trips(lambda: dao.search(lat=37.8, lng=-122.3, radius_km=10)) == 1
 
