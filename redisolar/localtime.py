@@ -32,6 +32,8 @@ import struct
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from redisolar import timeutil
+
 __all__ = [
     "DAY_MS",
     "HOST_DEPENDENT",
@@ -45,6 +47,7 @@ __all__ = [
     "decode_tzt",
     "encode_transitions",
     "encode_tzt",
+    "fleet_today",
     "is_timezone",
     "local_date",
     "local_day_bounds",
@@ -210,6 +213,11 @@ def encode_transitions(tz: Zone, start_year: int = 1970, end_year: int = 2100) -
 def decode_transitions(data: bytes) -> list[tuple[int, int]]:
     """The entries of ``encode_transitions`` back as ``[(utc_ms, offset_ms)]``."""
     return [(int(t), int(o)) for t, o in _ENTRY.iter_unpack(data)]
+
+
+def fleet_today(tz: Zone = "UTC") -> date:
+    """The current date in ``tz`` (the fleet's zone, ``DEFAULT_TIMEZONE``)."""
+    return timeutil.utcnow().astimezone(zone(tz)).date()
 
 
 TZT_START_YEAR = 2000

@@ -18,6 +18,7 @@ from redisolar.dao.migrate import MigrationReport, migrate
 from redisolar.dao.site_timezones import give_sites_timezones, give_sites_transitions
 from redisolar.redis_faults import is_auth_failure
 from redisolar.services import Services
+from redisolar.tasks.leaderboard_updater import rebuild_boards_once
 
 
 class PreflightError(Exception):
@@ -36,10 +37,12 @@ def migrate_store(services: Services) -> MigrationReport:
     """Move data of an earlier key layout to this one (idempotent; one round trip when there is
     nothing to move: :mod:`redisolar.dao.migrate`), then give sites stored without a time zone theirs
     (one round trip once done: :mod:`redisolar.dao.site_timezones`), and sites with a zone but no
-    offset history ``tzt`` theirs (one more round trip once done)."""
+    offset history ``tzt`` theirs (one more round trip once done), then, once, rebuilds the day boards
+    of the retention window in site-local days (:func:`rebuild_boards_once`)."""
     report = migrate(services.redis, services.keys)
     give_sites_timezones(services.redis, services.keys, services.settings.default_timezone)
     give_sites_transitions(services.redis, services.keys)
+    rebuild_boards_once(services.redis, services.keys, services.updater)
     return report
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -12,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from redisolar.app import get_services
+from redisolar.localtime import local_day_hours
 from redisolar.tasks.leaderboard_updater import LOCK_NAME
 from redisolar.timeutil import utcnow
 
@@ -23,13 +25,15 @@ BOARD_KEYS = {"leaderboard_type", "day", "entries", "stats"}
 
 @pytest.fixture
 def fleet(api: ApiCalls) -> date:
-    """Four sites (capacities 2, 4, 6, 8 kW) with readings this UTC day; returns the day."""
+    """Four sites (capacities 2, 4, 6, 8 kW) in Oakland (America/Los_Angeles, derived from their
+    coordinates) with readings now; returns their local date (the day their boards count, and the
+    fleet's today: the UTC date unless no site has reached it yet)."""
     when = utcnow() - timedelta(seconds=5)
     for site_id in (1, 2, 3, 4):
         api.create_site(site_id, capacity=2.0 * site_id)
         generated = {1: 400.0, 2: 100.0, 3: 300.0, 4: 240.0}[site_id]
         api.post_readings(site_id, [api.reading_body(when, wh_generated=generated)])
-    return when.date()
+    return when.astimezone(ZoneInfo("America/Los_Angeles")).date()
 
 
 def ranking(body: dict[str, Any]) -> list[tuple[int, int]]:
@@ -57,7 +61,8 @@ def test_daily_boards(http: FlaskClient, fleet: date) -> None:
     assert generation["entries"][0]["score"] == 400.0
     efficiency = http.get(f"/api/analytics/leaderboards/efficiency?day={fleet.isoformat()}").get_json()
     assert ranking(efficiency) == [(1, 1), (2, 3), (3, 4), (4, 2)]  # Wh per kW: 200, 25, 50, 30
-    assert efficiency["entries"][0]["score"] == pytest.approx(100 * 400.0 / (2.0 * 24_000))
+    hours = local_day_hours(fleet, "America/Los_Angeles")  # 23 or 25 on DST changes
+    assert efficiency["entries"][0]["score"] == pytest.approx(100 * 400.0 / (2.0 * 1000 * hours))
     older = (fleet - timedelta(days=3)).isoformat()
     empty = http.get(f"/api/analytics/leaderboards/generation?day={older}").get_json()
     assert empty["entries"] == [] and empty["stats"]["total_sites"] == 0 and empty["day"] == older

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -12,6 +13,7 @@ from flask.testing import FlaskClient
 
 from redisolar.app import get_services
 from redisolar.dao.key_manager import KeyManager
+from redisolar.localtime import local_day_hours
 from redisolar.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -58,9 +60,10 @@ def test_capacity_change_rescores_efficiency_and_its_statistics(api: ApiCalls, h
         assert http.post(f"/api/analytics/readings/{site_id}", json=reading).status_code == 201
     body = api.site_body(1, capacity=8.0)
     assert http.put("/api/sites/1", json=body).status_code == 200
-    board = http.get("/api/analytics/leaderboards/efficiency").get_json()
+    board = http.get("/api/analytics/leaderboards/efficiency").get_json()  # the sites' local today
     scores = {e["site"]["id"]: e["score"] for e in board["entries"]}
-    assert scores == pytest.approx({1: 100 * 4800 / (8.0 * 24_000), 2: 100 * 4800 / (4.0 * 24_000)})
+    wh = 1000 * local_day_hours(date.fromisoformat(board["day"]), "America/Los_Angeles")  # per kW
+    assert scores == pytest.approx({1: 100 * 4800 / (8.0 * wh), 2: 100 * 4800 / (4.0 * wh)})
     assert board["stats"]["average_score"] == pytest.approx(sum(scores.values()) / 2)
 
 

@@ -21,7 +21,8 @@ from redisolar.dao.scripts import with_includes
 from redisolar.dao.site_dao_redis import SiteDaoRedis
 from redisolar.dao.site_timezones import TZT_MIGRATION, give_sites_transitions
 from redisolar.models.site import Coordinate, Site
-from redisolar.timeutil import to_ms
+from redisolar.tasks.leaderboard_updater import LOCAL_DAYS_MIGRATION, rebuild_boards_once
+from redisolar.timeutil import to_ms, utcnow
 
 if TYPE_CHECKING:
     from conftest import ApiCalls
@@ -300,3 +301,59 @@ def test_write_replies_give_local_days_and_their_lengths(client: redis.Redis, ap
     assert sorted(outcome.day_sums) == [lt.day_number(d) for d in days]
     assert outcome.day_hours == {lt.day_number(d): lt.local_day_hours(d, tz) for d in days}
     assert outcome.day_hours[lt.day_number(date(2026, 11, 1))] == 25.0
+
+
+def test_a_new_time_zone_moves_the_sites_day_entries(api: ApiCalls, http: FlaskClient) -> None:
+    """PUT with another zone: the site's entries of the former zone's days go, its new local days
+    are scored from its readings (the retention window counts back from its newest reading)."""
+    window = (datetime(2026, 10, 30, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC))
+    api.create_site(3, capacity=4.0, timezone="Europe/London")
+    api.create_site(4, capacity=6.0, timezone="Europe/London")  # a neighbour that stays
+    batch3, batch4 = readings(3, window), readings(4, window)
+    post(api, 3, batch3)
+    post(api, 4, batch4)
+    london = {3: dict(batch3), 4: dict(batch4)}
+    SITES_BACKUP = dict(SITES)
+    try:
+        SITES[3] = ("Europe/London", 4.0)
+        check_boards(http, london)
+        response = http.put("/api/sites/3", json=api.site_body(3, capacity=4.0, timezone="America/New_York"))
+        assert response.status_code == 200, response.get_data(as_text=True)
+        SITES[3] = ("America/New_York", 4.0)
+        SITES[4] = ("Europe/London", 6.0)
+        check_boards(http, london)  # the same readings, counted in New York's days (11-01: 25 h)
+        more = readings(3, (window[1], window[1] + timedelta(hours=6)))
+        post(api, 3, more)  # ingest continues in the new zone
+        london[3].update(more)
+        check_boards(http, london)
+    finally:
+        SITES.clear()
+        SITES.update(SITES_BACKUP)
+
+
+def test_the_boards_are_rebuilt_once_in_local_days(api: ApiCalls, http: FlaskClient, app: Flask) -> None:
+    """A store written before local days held UTC-day scores: the start-up rebuild (marker
+    'local-day-boards') replaces them with local-day ones once; a second start-up changes nothing."""
+    services = get_services(app)
+    now = utcnow().replace(minute=0, second=0, microsecond=0)
+    window = (now - timedelta(days=2), now)
+    api.create_site(1, capacity=3.0, timezone="Pacific/Honolulu")
+    batch = readings(1, window)
+    post(api, 1, batch)
+    days = sorted(
+        {when.date() for when, _ in batch}
+        | {when.astimezone(ZoneInfo("Pacific/Honolulu")).date() for when, _ in batch}
+    )
+    # what an earlier version left: UTC-day scores
+    services.leaderboards.clear_daily_boards(days)
+    utc: dict[date, float] = {}
+    for when, wh in batch:
+        utc[when.date()] = utc.get(when.date(), 0.0) + wh
+    services.timeseries.boards.apply([(1, lt.day_number(d), 1, wh, 3.0) for d, wh in utc.items()])
+    services.redis.hdel(services.keys.migrations_key(), LOCAL_DAYS_MIGRATION)
+    assert board(http, "generation", days[-1]) == {1: utc[days[-1]]}
+    assert rebuild_boards_once(services.redis, services.keys, services.updater)
+    check_boards(http, {1: dict(batch)})
+    services.timeseries.boards.apply([(1, lt.day_number(days[-1]), 1, 1.0, 3.0)])  # stale: ignored
+    assert not rebuild_boards_once(services.redis, services.keys, services.updater)
+    check_boards(http, {1: dict(batch)})

@@ -251,7 +251,7 @@ def get_site_leaderboard_info(args: dict[str, Any], leaderboard_type: str, site_
     )
     if position is None:
         kind = leaderboards.board_kind(leaderboard_type)
-        when = leaderboards.board_day(kind, day)
+        when = leaderboards.position_day(services(), kind, site_id, day)
         raise NoData(
             f"Site {site_id} not found in {kind} leaderboard",
             {"site_id": site_id, "leaderboard_type": kind, "day": render.iso(when)},

@@ -20,7 +20,7 @@ and lowest are the parts' extremes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import redis
@@ -33,6 +33,7 @@ from redisolar.dao.scripts import ScriptCall, run_scripts, script
 from redisolar.dao.site_dao_redis import SiteDaoRedis
 from redisolar.dao.sites.hashes import text
 from redisolar.errors import InvalidQuery
+from redisolar.localtime import fleet_today, local_day_hours
 from redisolar.models.site import LeaderboardEntry, check_site_id
 from redisolar.timeutil import utcnow
 
@@ -254,6 +255,22 @@ class LeaderboardDao:
         return rank, rows[max(0, mine - context) : mine + context + 1]
 
     # -- maintenance -------------------------------------------------------------------------------
+    def fleet_today(self, timezone: str = "UTC") -> date:
+        """The date a fleet's day boards mean by "today": the current date in ``timezone``
+        (``DEFAULT_TIMEZONE``), unless no site has reached it yet (no board of that date) while
+        yesterday's board exists: then yesterday, the date the fleet's sites are still living (a US
+        fleet under the default UTC between 00:00 and 08:00 UTC). One round trip."""
+        today = fleet_today(timezone)
+        number = day_number_of(today)
+        pipe = self.redis.pipeline(transaction=False)
+        index = self.keys.leaderboard_days_key()
+        pipe.zscore(index, number)
+        pipe.zscore(index, number - 1)
+        has_today, has_yesterday = pipe.execute()
+        if has_today is None and has_yesterday is not None:
+            return today - timedelta(days=1)
+        return today
+
     def daily_board_days(self) -> list[date]:
         """The UTC days that have daily boards, oldest first."""
         days: Any = self.redis.zrange(self.keys.leaderboard_days_key(), 0, -1)
@@ -261,10 +278,15 @@ class LeaderboardDao:
 
     def remove_site_from_leaderboards(self, site_id: int) -> None:
         """Remove a site from the capacity board and from every day's generation/efficiency boards."""
+        self.remove_site_from_day_boards(site_id, capacity=True)
+
+    def remove_site_from_day_boards(self, site_id: int, *, capacity: bool = False) -> None:
+        """Remove a site from every day's generation/efficiency boards (and versions), and with
+        ``capacity`` from the capacity board (a deleted site; a changed time zone keeps it there)."""
         member = self.keys.member(check_site_id(site_id))
         shard = self.keys.fleet_shard(site_id)
         days = self.daily_board_days()
-        boards = [self.keys.capacity_leaderboard_key()] + [
+        boards = [self.keys.capacity_leaderboard_key()] * capacity + [
             self.keys.daily_leaderboard_key(kind, day, shard)
             for day in days
             for kind in ("generation", "efficiency")
@@ -285,9 +307,10 @@ class LeaderboardDao:
         its rebuild is the sites' reconcile: one single-slot call per site that differs."""
         return self.site_dao.reconcile().sites
 
-    def rescore_efficiency(self, site_id: int, capacity_kw: float) -> None:
+    def rescore_efficiency(self, site_id: int, capacity_kw: float, timezone: str | None = None) -> None:
         """After a capacity change: the site's efficiency on every day board, from its generation
-        score there (two round trips; the boards' running sums follow)."""
+        score there and the length of its local day of that date in ``timezone`` (two round trips;
+        the boards' running sums follow)."""
         days = self.daily_board_days()
         member = self.keys.member(site_id)
         shard = self.keys.fleet_shard(site_id)
@@ -297,7 +320,7 @@ class LeaderboardDao:
         calls = [
             self._scores_call(
                 self.keys.daily_leaderboard_key("efficiency", day, shard),
-                {member: efficiency_percent(float(generation), capacity_kw, HOURS_PER_DAY)},
+                {member: efficiency_percent(float(generation), capacity_kw, _hours(day, timezone))},
             )
             for day, generation in zip(days, pipe.execute(), strict=True)
             if generation is not None
@@ -335,6 +358,16 @@ class LeaderboardDao:
         dropped = self.redis.zremrangebyscore(self.keys.leaderboard_days_key(), "-inf", today - keep_days - 1)
         DailyBoards(self.redis, self.keys, 0).repair_index(range(today - keep_days, today + 2))
         return int(dropped)
+
+
+def _hours(day: date, timezone: str | None) -> float:
+    """The length of the local ``day`` in ``timezone`` (24 without one, or at the ends of the calendar)."""
+    if not timezone:
+        return HOURS_PER_DAY
+    try:
+        return local_day_hours(day, timezone)
+    except (ValueError, OverflowError):
+        return HOURS_PER_DAY
 
 
 def _in_order(rows: Any) -> list[tuple[str, float]]:

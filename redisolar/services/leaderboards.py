@@ -1,9 +1,10 @@
 """Leaderboards: a page of a board, a site's position with its neighbours, and reconciling them.
 
 Boards: ``capacity`` (kW, no day), ``generation`` and ``efficiency`` (of a date D: every site over
-its own local D). Without ``day``, "today" is: for a board page, today's date in ``DEFAULT_TIMEZONE``
-(the fleet's zone, default UTC); for a site's position, the site's own local today (the date its
-current day totals count towards).
+its own local D). Without ``day``, "today" is: for a board page, the fleet's today
+(:meth:`~redisolar.dao.leaderboard_dao.LeaderboardDao.fleet_today`: the date in ``DEFAULT_TIMEZONE``,
+or yesterday while no site has reached that date yet); for a site's position, the site's own local
+today (the date its current readings count towards).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from redisolar.dao.key_manager import LEADERBOARD_TYPES
 from redisolar.errors import InvalidQuery
+from redisolar.localtime import fleet_today
 from redisolar.models.site import LeaderboardEntry
 from redisolar.services.analytics import require_site
-from redisolar.tasks.leaderboard_updater import UpdateReport, fleet_today
+from redisolar.tasks.leaderboard_updater import UpdateReport
 
 if TYPE_CHECKING:
     from redisolar.services import Services
@@ -52,11 +54,22 @@ def board_kind(leaderboard_type: str) -> str:
     return leaderboard_type
 
 
-def board_day(kind: str, day: date | None, timezone: str = "UTC") -> date | None:
-    """The day a board request is about: None for capacity, else ``day`` or today in ``timezone``."""
-    if kind == "capacity":
-        return None
-    return day or fleet_today(timezone)
+def board_day(services: Services, kind: str, day: date | None) -> date | None:
+    """The day a board request is about: None for capacity, else ``day`` or the fleet's today."""
+    if kind == "capacity" or day is not None:
+        return None if kind == "capacity" else day
+    return services.leaderboards.fleet_today(services.settings.default_timezone)
+
+
+def position_day(services: Services, kind: str, site_id: int, day: date | None) -> date | None:
+    """The day a site's position is about: None for capacity, else ``day`` or the site's local today
+    (the fleet's zone for a site without one; one read of the site)."""
+    if kind == "capacity" or day is not None:
+        return None if kind == "capacity" else day
+    site = services.sites.find_by_id(site_id)
+    return fleet_today(
+        site.timezone if site is not None and site.timezone else services.settings.default_timezone
+    )
 
 
 def board_page(
@@ -64,7 +77,7 @@ def board_page(
 ) -> BoardPage:
     """Entries ``offset + 1 .. offset + limit`` of a board with their sites, and its stats."""
     kind = board_kind(leaderboard_type)
-    when = board_day(kind, day, services.settings.default_timezone)
+    when = board_day(services, kind, day)
     boards = services.leaderboards
     entries = boards.get_leaders(kind, limit, offset, when)
     return BoardPage(kind, when, entries, boards.get_leaderboard_stats(kind, when))
@@ -83,11 +96,7 @@ def site_position(
     the board (``SiteNotFound`` when there is no such site)."""
     kind = board_kind(leaderboard_type)
     require_site(services, site_id, known)
-    zone = services.settings.default_timezone
-    if day is None and kind != "capacity":  # the site's own today (one more read)
-        site = services.sites.find_by_id(site_id)
-        zone = site.timezone if site is not None and site.timezone else zone
-    when = board_day(kind, day, zone)
+    when = position_day(services, kind, site_id, day)
     surrounding = services.leaderboards.get_sites_around_rank(site_id, kind, context, when)
     mine = [entry for entry in surrounding if entry.site.id == site_id]
     if not mine:

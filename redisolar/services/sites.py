@@ -40,12 +40,16 @@ def create_site(services: Services, site: Site) -> Site:
 
 def update_site(services: Services, site: Site) -> Site:
     """Replace a site's details; a capacity change re-scores its efficiency in every day board. Without
-    a ``timezone`` the zone is derived again from the new coordinates (:mod:`redisolar.timezones`)."""
+    a ``timezone`` the zone is derived again from the new coordinates (:mod:`redisolar.timezones`); a
+    changed zone moves the site's day board entries to its new local days over the retention window
+    (:meth:`~redisolar.tasks.leaderboard_updater.LeaderboardUpdater.rebuild_site_days`)."""
     site = with_timezone(site, services.settings.default_timezone)
     old = get_site(services, site.id)
     services.sites.update(site)
-    if old.capacity != site.capacity:
-        services.leaderboards.rescore_efficiency(site.id, site.capacity)
+    if old.timezone != site.timezone:  # its day entries counted the former zone's days
+        services.updater.rebuild_site_days(site)
+    elif old.capacity != site.capacity:
+        services.leaderboards.rescore_efficiency(site.id, site.capacity, site.timezone)
     return site
 
 

@@ -21,7 +21,7 @@ import threading
 import time as clock
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import redis
 
@@ -29,7 +29,7 @@ from redisolar.dao.key_manager import KeyManager, key_manager
 from redisolar.dao.leaderboard_dao import LeaderboardDao
 from redisolar.dao.site_dao_redis import SiteDaoRedis
 from redisolar.dao.timeseries_dao import TimeSeriesDao
-from redisolar.localtime import zone
+from redisolar.localtime import day_date, fleet_today, local_day_number
 from redisolar.models.site import Site
 from redisolar.timeutil import MS_PER_DAY, utcnow
 
@@ -41,12 +41,26 @@ PERIODIC_FLEET_HOURS = 48
 """Hours of the fleet rollup a periodic reconcile rebuilds after its first, full pass."""
 
 
-def fleet_today(timezone: str = "UTC") -> date:
-    """The fleet's "today": the current date in ``timezone`` (``DEFAULT_TIMEZONE``). A day board of
-    date D ranks every site over its own local D, so no single instant starts or ends a fleet day;
-    the operator's zone names the board that "today" means (with the default UTC, the date at
-    Greenwich: Honolulu's sites are then still on their previous date until 10:00 UTC)."""
-    return utcnow().astimezone(zone(timezone)).date()
+LOCAL_DAYS_MIGRATION = "local-day-boards"
+"""Its field in ``migrations:{sites}`` once the day boards were rebuilt in site-local days."""
+
+
+def rebuild_boards_once(client: redis.Redis, keys: KeyManager, updater: LeaderboardUpdater) -> bool:
+    """At start-up (:func:`redisolar.preflight.migrate_store`): the day boards of a store written before
+    site-local days counted UTC days; rebuild those within the retention window once
+    (:meth:`LeaderboardUpdater.rebuild_local_days`), then mark it done (one ``HEXISTS`` afterwards).
+    Idempotent: two processes starting together both rebuild the same totals. Returns whether it ran."""
+    marker = keys.migrations_key()
+    if client.hexists(marker, LOCAL_DAYS_MIGRATION):
+        return False
+    if client.zcard(keys.leaderboard_days_key()):
+        dates = updater.rebuild_local_days()
+        log.info("Rebuilt the day boards of %d dates in site-local days", len(dates))
+    try:
+        client.hset(marker, LOCAL_DAYS_MIGRATION, "done")
+    except redis.exceptions.OutOfMemoryError:
+        log.warning("Redis is out of memory: the local-day board rebuild will be checked at the next start")
+    return True
 
 
 @dataclass(frozen=True)
@@ -113,7 +127,7 @@ class LeaderboardUpdater:
             log.info("leaderboard reconcile skipped: another process is running it")
             return None
         try:
-            return self._update_all(day or fleet_today(self.fleet_timezone), fleet_hours)
+            return self._update_all(day or self.leaderboard_dao.fleet_today(self.fleet_timezone), fleet_hours)
         finally:
             lock.release()
 
@@ -160,7 +174,7 @@ class LeaderboardUpdater:
         Costs about three round trips per 500 sites (ids, hashes, totals and scores); no call walks
         the fleet. Returns the number of scores that changed.
         """
-        day = day or fleet_today(self.fleet_timezone)
+        day = day or self.leaderboard_dao.fleet_today(self.fleet_timezone)
         changed = 0
         for chunk in self._site_chunks():
             totals = self.timeseries_dao.get_local_day_totals([(s.id, s.timezone) for s in chunk], day)
@@ -185,6 +199,44 @@ class LeaderboardUpdater:
         for ids in self.site_dao.iter_ids():
             for i in range(0, len(ids), CHUNK):
                 yield [site for site in self.site_dao.find_by_ids(ids[i : i + CHUNK]) if site is not None]
+
+    def rebuild_site_days(self, site: Site) -> int:
+        """After a site's time zone changed: take the site off every day board (its entries counted the
+        former zone's days), then score its local days of the new zone over the retention window from
+        its readings (one round trip per day). Returns how many days it is scored on."""
+        self.leaderboard_dao.remove_site_from_day_boards(site.id)
+        newest = self.timeseries_dao.backend.newest([site.id])[site.id]
+        if newest is None:
+            return 0
+        zone = site.timezone or "UTC"
+        retention = self.timeseries_dao.default_retention
+        first = local_day_number(max(0, newest - retention) if retention else 0, zone)
+        last = local_day_number(newest, zone)
+        if not retention:  # keep everything: from the site's oldest day that holds a reading
+            first = max(first, last - 366)
+        scores = []
+        for number in range(first, last + 1):
+            day = day_date(number)
+            version, generation, count, hours = self.timeseries_dao.get_local_day_totals(
+                [(site.id, zone)], day
+            )[site.id]
+            if count > 0:
+                scores.append((site.id, number, version, generation, site.capacity, hours))
+        self.timeseries_dao.boards.apply(scores)
+        return len(scores)
+
+    def rebuild_local_days(self, days: int | None = None) -> list[date]:
+        """Rebuild the day boards of the last ``days`` dates (default the retention window) before the
+        fleet's today and the two after it, from the readings: once after the upgrade to site-local
+        days (the boards held UTC days; :func:`rebuild_boards_once`). Older boards keep their UTC
+        scores until they expire (their readings are gone). Returns the dates rebuilt."""
+        today = fleet_today(self.fleet_timezone)
+        window = days if days is not None else self.timeseries_dao.default_retention // MS_PER_DAY + 1
+        dates = [today + timedelta(days=k) for k in range(-window, 2)]
+        self.leaderboard_dao.clear_daily_boards(dates)
+        for day in dates:
+            self.update_generation_leaderboard(day)
+        return dates
 
     update_efficiency_leaderboard = update_generation_leaderboard
     """Efficiency scores are set together with generation scores (same day totals)."""
