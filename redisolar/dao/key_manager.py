@@ -333,6 +333,29 @@ class KeyManager:
         """Sorted set ``alerts:{site:ID}:history``: alert id, score = ms it opened."""
         return f"{self.key_prefix}alerts:{self.site_tag(site_id)}:history"
 
+    # -- events and webhooks (redisolar.events) ------------------------------------------------------
+    def events_stream_key(self) -> str:
+        """Stream ``events:{events}``: every event (``reading``, ``alert.*``), about 100,000 kept; read by
+        ``GET /api/events`` (one slot: the ordering of ``Last-Event-ID``; see redisolar.events.stream)."""
+        return f"{self.key_prefix}events:{{events}}"
+
+    def events_notify_key(self) -> str:
+        """Stream ``events:{events}:notify``: the alert events, which webhooks are delivered from
+        (consumer group ``deliverers``), about 10,000 kept."""
+        return f"{self.key_prefix}events:{{events}}:notify"
+
+    def webhooks_key(self) -> str:
+        """Hash ``webhooks:{webhooks}``: webhook id -> the webhook as JSON (url, kinds, secret, created)."""
+        return f"{self.key_prefix}webhooks:{{webhooks}}"
+
+    def webhook_log_key(self, webhook_id: str) -> str:
+        """List ``webhooks:{webhooks}:log:ID``: a webhook's newest 100 delivery attempts (JSON)."""
+        return f"{self.key_prefix}webhooks:{{webhooks}}:log:{webhook_id}"
+
+    def webhook_retry_key(self) -> str:
+        """Sorted set ``webhooks:{webhooks}:retry``: deliveries waiting for a retry, score = when (ms)."""
+        return f"{self.key_prefix}webhooks:{{webhooks}}:retry"
+
     # -- tasks -------------------------------------------------------------------------------------
     def lock_key(self, name: str) -> str:
         """String ``lock:NAME``: a lock token with an expiry (background reconciler)."""

@@ -56,24 +56,24 @@ READING = "reading"
 
 @dataclass(frozen=True)
 class EventKeys:
-    """The key names of the event streams (a prefix, as every RediSolar key)."""
+    """The key names of the event streams (:class:`~redisolar.dao.key_manager.KeyManager` holds them)."""
 
-    prefix: str
+    keys: KeyManager
 
     @classmethod
     def of(cls, keys: KeyManager) -> EventKeys:
         """The streams of ``keys``' deployment (its key prefix)."""
-        return cls(keys.key_prefix)
+        return cls(keys)
 
     @property
     def stream(self) -> str:
         """Stream ``events:{events}``: every event."""
-        return f"{self.prefix}events:{{events}}"
+        return self.keys.events_stream_key()
 
     @property
     def notify(self) -> str:
         """Stream ``events:{events}:notify``: the events webhooks are delivered from."""
-        return f"{self.prefix}events:{{events}}:notify"
+        return self.keys.events_notify_key()
 
 
 @dataclass(frozen=True)

@@ -83,21 +83,21 @@ class WebhookStore:
 
     def __init__(self, client: redis.Redis, keys: KeyManager) -> None:
         self.redis = client
-        self.prefix = keys.key_prefix
+        self.keys = keys
 
     @property
     def hooks_key(self) -> str:
         """Hash ``webhooks:{webhooks}``."""
-        return f"{self.prefix}webhooks:{{webhooks}}"
+        return self.keys.webhooks_key()
 
     def log_key(self, webhook_id: str) -> str:
         """List ``webhooks:{webhooks}:log:ID``."""
-        return f"{self.prefix}webhooks:{{webhooks}}:log:{webhook_id}"
+        return self.keys.webhook_log_key(webhook_id)
 
     @property
     def retry_key(self) -> str:
         """Sorted set ``webhooks:{webhooks}:retry``."""
-        return f"{self.prefix}webhooks:{{webhooks}}:retry"
+        return self.keys.webhook_retry_key()
 
     def register(self, url: str, kinds: list[str]) -> Webhook:
         """Store a new webhook with a new secret (``whsec_`` and 43 random URL-safe characters)."""
