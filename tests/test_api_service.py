@@ -285,9 +285,9 @@ def test_openapi_lists_every_route(app: Flask, http: FlaskClient) -> None:
         missing += [f"{m} {rule.rule}" for m in methods if m.lower() not in operations]
     assert missing == []
     documented = [(p, m) for p, operations in spec["paths"].items() for m in operations if m != "parameters"]
-    # / and /health, 8 sites routes, 10 analytics routes (export), 4 keys routes, /metrics, 8 alerts routes,
-    # /api/events, 4 webhooks routes
-    assert len(documented) == 38
+    # / and /health, 8 sites routes, 11 analytics routes (export, energy), 4 keys routes, /metrics,
+    # /api/events, 4 webhooks routes, 8 alerts routes
+    assert len(documented) == 39
 
 
 def test_openapi_documents_security_on_every_operation(http: FlaskClient) -> None:

@@ -17,6 +17,7 @@ Paths, methods, success codes and shapes are the seed's. Decisions where it show
 - ``POST /leaderboards/update`` runs the reconciler now and answers 200 with its report; when another
   process holds the reconciler's lock it answers 202 with ``report: null`` (that run does the work).
 - ``GET /summary`` may be cached for ``SUMMARY_CACHE_SECONDS`` per process.
+- ``GET /energy/<id>`` answers every local period of the range (:mod:`redisolar.services.energy`).
 - ``GET /readings/<id>/export`` streams (:mod:`redisolar.services.export`): the request and the site
   are checked before the first byte (400/404 as JSON); a failure after that (Redis gone mid-export)
   can only cut the response short, which the client sees as a truncated transfer.
@@ -35,6 +36,8 @@ from redisolar.api.errors import NoData
 from redisolar.api.fast_readings import read_batch, read_reading
 from redisolar.api.schemas import (
     DayArgs,
+    EnergyArgs,
+    EnergySchema,
     ExportArgs,
     LatestReadingsSchema,
     LeaderboardArgs,
@@ -56,7 +59,7 @@ from redisolar.dao.key_manager import LEADERBOARD_TYPES
 from redisolar.errors import InvalidQuery
 from redisolar.models.schemas import SiteAnalyticsSchema
 from redisolar.models.site import MetricType, SiteAnalytics
-from redisolar.services import analytics, leaderboards
+from redisolar.services import analytics, energy, leaderboards
 from redisolar.services import summary as fleet
 from redisolar.services.export import CONTENT_TYPES, ExportRequest, open_site_export
 from redisolar.services.ingest import ingest
@@ -209,6 +212,21 @@ def get_site_analytics(args: dict[str, Any], site_id: int) -> SiteAnalytics:
             {"site_id": site_id, "start": start.isoformat(), "end": end.isoformat()},
         )
     return result
+
+
+@analytics_bp.route("/energy/<site_id:site_id>", methods=["GET"])
+@analytics_bp.arguments(EnergyArgs, location="query")
+@analytics_bp.response(200, EnergySchema)
+@analytics_bp.errors(404)
+def get_site_energy(args: dict[str, Any], site_id: int) -> Response:
+    """A site's energy per local day, month or year: generated, used, net, peak reading, count,
+    capacity factor (real hours: 23/25 h days) and specific yield.
+
+    Defaults: the last 30 days / 12 months / 5 years up to the current local period; at most 366
+    days / 120 months / 50 years (400).
+    """
+    result = energy.site_energy(services(), site_id, args["granularity"], args.get("start"), args.get("end"))
+    return render.json_response(energy.as_dict(result))
 
 
 # -- leaderboards ----------------------------------------------------------------------------------

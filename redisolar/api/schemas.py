@@ -23,6 +23,7 @@ from redisolar.models.schemas import (
     TimeSeriesDataSchema,
 )
 from redisolar.models.site import MAX_SITE_ID
+from redisolar.services.energy import DEFAULT_PERIODS, GRANULARITIES, MAX_PERIODS
 from redisolar.services.export import FORMATS as EXPORT_FORMATS
 from redisolar.services.export import RESOLUTIONS as EXPORT_RESOLUTIONS
 from redisolar.timeutil import UTC, as_utc
@@ -107,13 +108,39 @@ class ExportArgs(RangeArgs):
     )
 
 
+class EnergyArgs(Schema):
+    """A granularity and a range of the site's local dates, end exclusive."""
+
+    granularity = fields.String(
+        load_default="day",
+        validate=validate.OneOf(GRANULARITIES),
+        metadata={"description": "`day`, `month` or `year`: the site's local calendar periods"},
+    )
+    start = fields.Date(
+        validate=validate.Range(FIRST_DAY, LAST_DAY),
+        metadata={
+            "description": "First local date (YYYY-MM-DD), widened to the start of its period. Default: "
+            + ", ".join(f"{n} {g}s" for g, n in DEFAULT_PERIODS.items())
+            + " before `end` (with neither bound: ending with the current local period)"
+        },
+    )
+    end = fields.Date(
+        validate=validate.Range(FIRST_DAY, LAST_DAY),
+        metadata={
+            "description": "Local date after the last one (exclusive), widened to the end of its period. "
+            "At most " + ", ".join(f"{n} {g}s" for g, n in MAX_PERIODS.items()) + " per request (400)"
+        },
+    )
+
+
 class DayArgs(Schema):
     """A UTC day of the daily leaderboards."""
 
     day = fields.Date(
         validate=validate.Range(FIRST_DAY, LAST_DAY),
         metadata={
-            "description": "UTC day of the generation/efficiency boards (default today), "
+            "description": "Date of the generation/efficiency boards, each site's own local day "
+            "(default today: the fleet's for a board, the site's own for a position), "
             f"{FIRST_DAY} to {LAST_DAY}; ignored by `capacity`"
         },
     )
@@ -377,6 +404,45 @@ class LatestReadingsSchema(Schema):
     latest_readings = fields.Dict(
         keys=fields.String(), values=fields.Nested(TimeSeriesDataSchema), required=True
     )
+
+
+class EnergyPeriodSchema(Schema):
+    """One local day, month or year of a site (every period of the range, with or without readings)."""
+
+    period = fields.String(required=True, metadata={"description": "2026-03-08, 2026-03 or 2026"})
+    start = fields.String(required=True, metadata={"format": "date-time", "description": "UTC"})
+    start_local = fields.String(
+        required=True, metadata={"format": "date-time", "description": "Local midnight"}
+    )
+    end = fields.String(required=True, metadata={"format": "date-time", "description": "UTC, exclusive"})
+    end_local = fields.String(required=True, metadata={"format": "date-time"})
+    hours = fields.Float(required=True, metadata={"description": "Real length (23/25 h days across DST)"})
+    count = fields.Integer(required=True, metadata={"description": "Readings"})
+    wh_generated = fields.Float(required=True)
+    wh_used = fields.Float(required=True)
+    wh_net = fields.Float(required=True, metadata={"description": "Generated minus used"})
+    peak_wh = fields.Float(
+        allow_none=True, required=True, metadata={"description": "Largest wh_generated of one reading"}
+    )
+    peak_time = fields.String(allow_none=True, required=True, metadata={"format": "date-time"})
+    peak_time_local = fields.String(allow_none=True, required=True, metadata={"format": "date-time"})
+    capacity_factor_percent = fields.Float(
+        required=True, metadata={"description": "100 × Wh / (kW × 1000 × hours)"}
+    )
+    specific_yield_kwh_per_kwp = fields.Float(required=True)
+
+
+class EnergySchema(Schema):
+    """A site's energy per local period over ``[start, end)`` (local dates, whole periods)."""
+
+    site_id = fields.Integer(required=True)
+    timezone = fields.String(required=True)
+    granularity = fields.String(required=True, validate=validate.OneOf(GRANULARITIES))
+    start = fields.Date(required=True)
+    end = fields.Date(required=True, metadata={"description": "Exclusive"})
+    capacity_kw = fields.Float(required=True)
+    count = fields.Integer(required=True, metadata={"description": "Periods"})
+    periods = fields.List(fields.Nested(EnergyPeriodSchema), required=True)
 
 
 # -- responses: leaderboards -----------------------------------------------------------------------
