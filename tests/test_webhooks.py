@@ -31,7 +31,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 receiver.requests.append({"headers": self.headers, "body": self.rfile.read(length)})
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
