@@ -440,3 +440,31 @@ def test_at_100000_sites_the_fleet_page_asks_for_what_it_draws(browser: Any, big
         assert tab.errors == []
     finally:
         tab.context.close()
+
+
+def test_site_page_daily_energy_bars_in_local_days(open_page: Any, base_url: str) -> None:
+    """30 bars, one per local day of GET /analytics/energy, each the API's Wh; labelled with the zone,
+    and the readings' charts say which zone their times are in."""
+    tab = open_page(viewport={"width": 1280, "height": 900})
+    page = tab.page
+    site = api(base_url, "/sites/4")
+    site = site.get("site", site)
+    page.goto(f"{base_url}/sites/4")
+    page.wait_for_selector("#energy-bars[data-count] svg rect.bar", state="attached")
+    figure = page.locator("#energy-bars")
+    expected = api(base_url, "/analytics/energy/4", granularity="day")
+    bars = page.eval_on_selector_all(
+        "#energy-bars rect.bar", "bars => bars.map(b => [b.dataset.period, Number(b.dataset.value)])"
+    )
+    assert len(bars) == int(figure.get_attribute("data-count") or 0) == expected["count"] == 30
+    assert [period for period, _ in bars] == [p["period"] for p in expected["periods"]]
+    assert [value for _, value in bars] == pytest.approx([p["wh_generated"] for p in expected["periods"]])
+    assert any(value > 0 for _, value in bars)
+    assert expected["timezone"] == site["timezone"]
+    assert site["timezone"] in page.locator("#energy-tz").inner_text()
+    assert figure.get_attribute("data-timezone") == site["timezone"]
+    wait_for_charts(page)
+    page.wait_for_function("() => document.querySelector('#chart-tz').dataset.timezone !== ''")
+    assert f"Times in {site['timezone']}" in page.locator("#chart-tz").inner_text()
+    tab.screenshot("site-energy")
+    assert tab.errors == []
