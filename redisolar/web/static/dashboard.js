@@ -46,10 +46,31 @@
     if (Math.abs(v) >= 1e3) return fmt(v / 1e3, 1) + " kWh";
     return fmt(v, 0) + " Wh";
   }
-  function fmtTime(iso) {
+  // `timeZone`: an IANA name (the site's), or undefined for the browser's own zone.
+  function fmtTime(iso, timeZone) {
     const d = new Date(iso);
     if (Number.isNaN(d.getTime())) return "";
-    return d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+    return d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone });
+  }
+  // The UTC offset (ms) of `timeZone` at the instant `t` (ms), from Intl's wall-clock parts.
+  function zoneOffset(t, timeZone) {
+    if (!timeZone) return -new Date(t).getTimezoneOffset() * 60000;
+    const parts = {};
+    const format = new Intl.DateTimeFormat("en-US", {
+      timeZone, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit",
+    });
+    for (const p of format.formatToParts(new Date(t))) parts[p.type] = Number(p.value);
+    const wall = Date.UTC(parts.year, parts.month - 1, parts.day, parts.hour, parts.minute, parts.second);
+    return wall - (t - (((t % 1000) + 1000) % 1000));
+  }
+  function knownZone(name) {
+    try {
+      new Intl.DateTimeFormat("en-US", { timeZone: name });
+      return true;
+    } catch (err) {
+      return false;
+    }
   }
   function siteName(site) {
     return site ? `${site.address}, ${site.city}, ${site.state}` : "";
@@ -618,7 +639,7 @@
     return { lo, hi, ticks };
   }
 
-  function drawChart(figure, series, start, end, unit) {
+  function drawChart(figure, series, start, end, unit, timeZone) {
     const plot = figure.querySelector(".plot");
     const width = Math.max(280, Math.round(plot.clientWidth || 600));
     const height = 200;
@@ -639,12 +660,17 @@
     }
     const span = end - start;
     const stepMs = span > 2 * 24 * HOUR ? 24 * HOUR : 6 * HOUR;
-    const offset = new Date().getTimezoneOffset() * 60000; // ticks on local midnights/hours
-    for (let t = Math.ceil((start - offset) / stepMs) * stepMs + offset; t < end; t += stepMs) {
+    // Ticks on the site's local midnights / hours: wall-clock steps, each turned back into an instant
+    // with the offset of its own moment (so a DST change moves the ticks, not the labels).
+    const firstWall = Math.ceil((start + zoneOffset(start, timeZone)) / stepMs) * stepMs;
+    for (let wall = firstWall; ; wall += stepMs) {
+      const t = wall - zoneOffset(wall - zoneOffset(wall, timeZone), timeZone);
+      if (t >= end) break;
+      if (t < start) continue;
       const d = new Date(t);
       const text = stepMs >= 24 * HOUR
-        ? d.toLocaleDateString(undefined, { weekday: "short", day: "numeric" })
-        : d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+        ? d.toLocaleDateString(undefined, { weekday: "short", day: "numeric", timeZone })
+        : d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", timeZone });
       axes.append(s("line", { x1: x(t), x2: x(t), y1: m.top, y2: height - m.bottom, class: "v" }));
       axes.append(s("text", { x: x(t), y: height - 8, class: "xlabel", text }));
     }
@@ -660,12 +686,59 @@
         points.append(
           s("circle", { cx: x(p.t).toFixed(1), cy: y(p.value).toFixed(1), r, class: "point",
             "data-timestamp": p.timestamp, "data-value": p.value },
-          s("title", { text: `${fmtTime(p.timestamp)}: ${fmt(p.value, 2)} ${unit}` }))
+          s("title", { text: `${fmtTime(p.timestamp, timeZone)}: ${fmt(p.value, 2)} ${unit}` }))
         );
       }
       svg.append(points);
     }
     plot.replaceChildren(svg);
+  }
+
+  // Daily energy: one bar per local day of GET /analytics/energy (every day of the range is a period,
+  // so 30 days are 30 bars; a day without readings is a grey stub).
+  function drawBars(figure, data) {
+    const plot = figure.querySelector(".plot");
+    const periods = Array.isArray(data.periods) ? data.periods : [];
+    const width = Math.max(280, Math.round(plot.clientWidth || 600));
+    const height = 200;
+    const m = { left: 64, right: 12, top: 10, bottom: 26 };
+    const values = periods.map((p) => Number(p.wh_generated) || 0);
+    const { lo, hi, ticks } = niceTicks(0, Math.max(0, ...values), 4);
+    const y = (v) => m.top + ((hi - v) / (hi - lo || 1)) * (height - m.top - m.bottom);
+    const slot = (width - m.left - m.right) / Math.max(1, periods.length);
+    const svg = s("svg", {
+      viewBox: `0 0 ${width} ${height}`, width, height, class: "chart-svg", role: "img",
+      "aria-label": `Generated per local day in ${data.timezone}: ${periods.length} days`,
+    });
+    const axes = s("g", { class: "axes", "aria-hidden": "true" });
+    for (const v of ticks) {
+      axes.append(s("line", { x1: m.left, x2: width - m.right, y1: y(v), y2: y(v), class: v === 0 ? "zero" : null }));
+      axes.append(s("text", { x: m.left - 6, y: y(v) + 4, class: "ylabel", text: fmtEnergy(v) }));
+    }
+    const every = Math.ceil(periods.length / 8);
+    periods.forEach((p, i) => {
+      if (i % every) return;
+      const [, month, day] = p.period.split("-").map(Number);
+      axes.append(s("text", { x: m.left + slot * (i + 0.5), y: height - 8, class: "xlabel", text: `${month}/${day}` }));
+    });
+    svg.append(axes);
+    const bars = s("g", { class: "bars" });
+    periods.forEach((p, i) => {
+      const value = Number(p.wh_generated) || 0;
+      const top = p.count ? y(value) : y(0) - 2;
+      const note = `${p.period} (${data.timezone}): ${fmtEnergy(value)}, ` +
+        `${fmt(p.capacity_factor_percent, 1)} % capacity factor, ${fmt(p.count)} readings`;
+      bars.append(
+        s("rect", { x: (m.left + slot * i + slot * 0.12).toFixed(1), y: top.toFixed(1), width: (slot * 0.76).toFixed(1),
+          height: Math.max(0, y(0) - top).toFixed(1), class: p.count ? "bar" : "bar empty",
+          "data-period": p.period, "data-value": value, "data-count": p.count },
+        s("title", { text: note }))
+      );
+    });
+    svg.append(bars);
+    plot.replaceChildren(svg);
+    figure.dataset.count = String(periods.length);
+    figure.dataset.timezone = data.timezone;
   }
 
   // -- site page -------------------------------------------------------------------------------------
@@ -680,10 +753,17 @@
     const bucket = document.getElementById("bucket");
     const figures = Array.from(document.querySelectorAll(".chart"));
     const rankPanel = document.getElementById("rank-panel");
+    const chartZone = document.getElementById("chart-tz");
+    const energyZone = document.getElementById("energy-tz");
+    const energyBars = document.getElementById("energy-bars");
     let board = "capacity";
     let missing = false;
+    let siteZone; // the site's IANA zone: charts are drawn and labelled in it (undefined: the browser's)
 
     function showDetails(site) {
+      siteZone = site.timezone && knownZone(site.timezone) ? site.timezone : undefined;
+      chartZone.textContent = siteZone ? `Times in ${siteZone} (the site's local time)` : "Times in your browser's time zone";
+      chartZone.dataset.timezone = siteZone || "";
       title.textContent = `Site ${site.id} · ${site.city}, ${site.state}`;
       document.title = `Site ${site.id} · RediSolar`;
       const rows = [
@@ -691,6 +771,7 @@
         ["Panels", fmt(site.panels)],
         ["Address", site.address],
         ["City", `${site.city}, ${site.state} ${site.postal_code}`],
+        ["Time zone", site.timezone || "–"],
         ["Coordinates", site.coordinate ? `${fmt(site.coordinate.lat, 4)}, ${fmt(site.coordinate.lng, 4)}` : "–"],
       ];
       details.replaceChildren(...rows.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]));
@@ -701,7 +782,7 @@
         const r = readings[tile.dataset.metric];
         const unit = tile.dataset.metric === "temp_c" ? " °C" : " Wh";
         tile.querySelector(".value").textContent = r ? fmt(r.value, tile.dataset.metric === "temp_c" ? 1 : 0) + unit : "–";
-        tile.querySelector(".when").textContent = r ? fmtTime(r.timestamp) : "no reading";
+        tile.querySelector(".when").textContent = r ? fmtTime(r.timestamp, siteZone) : "no reading";
         tile.dataset.value = r ? r.value : "";
         tile.dataset.timestamp = r ? r.timestamp : "";
       }
@@ -723,8 +804,15 @@
           .filter((p) => Number.isFinite(p.t) && Number.isFinite(p.value));
         figure.dataset.query = params.toString();
         figure.dataset.count = String(series.length);
-        drawChart(figure, series, start, end, figure.dataset.unit);
+        drawChart(figure, series, start, end, figure.dataset.unit, siteZone);
       });
+    }
+
+    async function refreshEnergy() {
+      const data = await api(`/analytics/energy/${id}?granularity=day`);
+      energyZone.textContent = `Local days in ${data.timezone}, ${data.start} to ${data.end} (exclusive)`;
+      energyZone.dataset.timezone = data.timezone;
+      drawBars(energyBars, data);
     }
 
     async function refreshRank() {
@@ -764,7 +852,7 @@
       }
       showDetails(site.site || site);
       const [latestData, alertData] = await Promise.all([
-        api(`/analytics/readings/${id}/latest`), api(`/alerts/site/${id}`), refreshCharts(), refreshRank(),
+        api(`/analytics/readings/${id}/latest`), api(`/alerts/site/${id}`), refreshCharts(), refreshRank(), refreshEnergy(),
       ]);
       showLatest(latestData.latest_readings || {});
       document.getElementById("site-alerts").replaceChildren(alertTable((alertData.alerts || []).slice(0, 50), false));
