@@ -22,8 +22,10 @@ from flask.testing import FlaskClient
 
 from redisolar import store
 from redisolar.app import get_services
+from redisolar.localtime import day_number, local_day_bounds
 from redisolar.models.site import Site
 from redisolar.services import Services
+from redisolar.services.energy import day_starts
 
 if TYPE_CHECKING:
     from conftest import ApiCalls, BackendServer
@@ -327,3 +329,15 @@ def test_days_beyond_the_raw_window_are_answered_from_the_history(
     ]
     month_ref = reference(old, tz_name, 6.0, lambda d: f"{d.year:04d}-{d.month:02d}")["2026-03"]
     check_period(march, month_ref, tz, 6.0, 31 * 24 - 1)
+
+
+@pytest.mark.parametrize(
+    "tz_name",
+    ["Europe/London", "America/New_York", "Pacific/Apia", "America/Santiago", "Australia/Lord_Howe", "UTC"],
+)
+def test_day_starts_equal_local_day_bounds(tz_name: str) -> None:
+    """The fast day starts (one offset history) are localtime's, also for a skipped day (Apia,
+    2011-12-30), a midnight in a DST gap (Santiago) and half-hour changes (Lord Howe)."""
+    tz = ZoneInfo(tz_name)
+    first, stop = day_number(date(2010, 6, 1)), day_number(date(2012, 6, 1))
+    assert day_starts(tz, first, stop) == [local_day_bounds(n, tz)[0] for n in range(first, stop)]
