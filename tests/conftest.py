@@ -327,7 +327,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 #                   time-series backend forced to the server's
 #   http            the Flask test client of `app`
 #   api             ApiCalls on `http`: request bodies, creating sites, error checks
-#   store_snapshot  take(): every key of the server and its DUMP, to compare
+#   store_snapshot  take(): every key of the server and its contents, to compare
 # ==============================================================================
 
 
@@ -385,16 +385,46 @@ def http(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-@pytest.fixture
-def store_snapshot(raw_client: redis.Redis) -> Callable[[], dict[bytes, bytes | None]]:
-    """Return ``take()``: every key of the test's server with its serialized value (SCAN + DUMP)."""
+def key_contents(client: redis.Redis, keys: list[bytes]) -> list[Any]:
+    """What each key holds, comparable across time: its type and its contents (a hash's fields as a
+    sorted list, a set's members sorted, a sorted set's members with scores in order, a list, a
+    stream's entries, a string's bytes; a module type's DUMP). Not DUMP for the core types: a hash
+    held as a hash table is serialized in its table's iteration order, which a rehash (even one
+    triggered by a read, or Redis's active rehashing) changes without any write."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+    kinds = [k.decode() if isinstance(k, bytes) else k for k in pipe.execute()]
+    readers: dict[str, Callable[[Any, bytes], Any]] = {
+        "string": lambda p, k: p.get(k),
+        "hash": lambda p, k: p.hgetall(k),
+        "set": lambda p, k: p.smembers(k),
+        "zset": lambda p, k: p.zrange(k, 0, -1, withscores=True),
+        "list": lambda p, k: p.lrange(k, 0, -1),
+        "stream": lambda p, k: p.xrange(k),
+    }
+    pipe = client.pipeline(transaction=False)
+    for key, kind in zip(keys, kinds, strict=True):
+        readers.get(kind, lambda p, k: p.dump(k))(pipe, key)
+    return [(kind, _comparable(value)) for kind, value in zip(kinds, pipe.execute(), strict=True)]
 
-    def take() -> dict[bytes, bytes | None]:
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return sorted(value.items())
+    if isinstance(value, set):
+        return sorted(value)
+    return value
+
+
+@pytest.fixture
+def store_snapshot(raw_client: redis.Redis) -> Callable[[], dict[bytes, Any]]:
+    """Return ``take()``: every key of the test's server with its contents (SCAN, then
+    :func:`key_contents`)."""
+
+    def take() -> dict[bytes, Any]:
         keys = sorted(store.scan_keys(raw_client))
-        pipe = raw_client.pipeline(transaction=False)
-        for key in keys:
-            pipe.dump(key)
-        return dict(zip(keys, pipe.execute(), strict=True))
+        return dict(zip(keys, key_contents(raw_client, keys), strict=True))
 
     return take
 

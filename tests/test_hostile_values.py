@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from redisolar.models.site import DEFAULT_MAX_READING_WH, MeterReading
 from redisolar.timeutil import utcnow
 
-Snapshot = Callable[[], dict[bytes, bytes | None]]
+Snapshot = Callable[[], dict[bytes, Any]]
 HUGE = [1e308, 1.7e308, DEFAULT_MAX_READING_WH * 1.000001, 1e16]
 ENERGY_FIELDS = ("wh_generated", "wh_used")
 

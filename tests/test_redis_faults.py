@@ -30,6 +30,7 @@ from redisolar.dao.scripts import (
 from redisolar.embedded import RedisServer, ServerSpec
 from redisolar.preflight import PreflightError, check_services
 from redisolar.timeutil import utcnow
+from tests.conftest import key_contents
 
 if TYPE_CHECKING:
     from conftest import BackendServer
@@ -200,13 +201,10 @@ def fill_memory(client: redis.Redis) -> None:
     client.config_set("maxmemory", int(client.info("memory")["used_memory"]) - 256 * 1024)
 
 
-def snapshot(client: redis.Redis) -> dict[bytes, bytes | None]:
-    """Every key but the junk, with its DUMP."""
+def snapshot(client: redis.Redis) -> dict[bytes, Any]:
+    """Every key but the junk, with its contents (conftest's key_contents)."""
     keys = sorted(k for k in client.scan_iter(count=1000) if not k.startswith(b"junk:"))
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.dump(key)
-    return dict(zip(keys, pipe.execute(), strict=True))
+    return dict(zip(keys, key_contents(client, keys), strict=True))
 
 
 def readings(day_start: Any, minutes: list[int], wh: float) -> list[dict[str, Any]]:
