@@ -47,12 +47,14 @@ from redisolar.store import Durability
 log = logging.getLogger(__name__)
 
 DERIVED_SCRIPTS: frozenset[str] = frozenset(
-    {"lb_set", "zset_set", "zset_sum", "zset_add", "fleet_hour_set", "events_add"}
+    {"lb_set", "zset_set", "zset_sum", "zset_add", "fleet_hour_set", "events_add", "history_set"}
 )
 """Scripts that update state derived from readings already written: they run even when Redis is out
 of memory (``allow-oom``). Add a script here when it must follow a site's accepted write (it must
 declare every key it touches in KEYS). Never add a script that writes readings or sites: those must be
-refused whole when memory is full."""
+refused whole when memory is full. ``history_set`` may allocate a new rollup block (~100 KB) for the
+last batch accepted before memory ran out: later writes are refused at their series script, so the
+overshoot stays that batch's."""
 
 BOOKKEEPING_SCRIPTS: frozenset[str] = frozenset({"auth_check"})
 """Per-request bookkeeping (rate-limit buckets, a key's last use): a few small, expiring values. Allowed
