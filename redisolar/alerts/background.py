@@ -66,6 +66,6 @@ def start_in_worker(app: Any) -> None:
 def stop_in_worker(app: Any) -> None:
     """(gunicorn, that worker exiting) Tell its evaluator to stop, without waiting (a daemon)."""
     services = (getattr(app, "extensions", None) or {}).get("redisolar")
-    found = services.summary_cache.get(EXTENSION) if services is not None else None
+    found = services.extensions.get(EXTENSION) if services is not None else None
     if isinstance(found, AlertEvaluator):
         found.stop(wait=False)

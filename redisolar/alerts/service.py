@@ -19,10 +19,10 @@ EXTENSION = "redisolar.alerts"
 
 def evaluator(services: Services) -> AlertEvaluator:
     """The evaluator of ``services`` (one per container: it keeps its caches between passes)."""
-    found = services.summary_cache.get(EXTENSION)
+    found = services.extensions.get(EXTENSION)
     if not isinstance(found, AlertEvaluator):
         found = AlertEvaluator(services)
-        services.summary_cache[EXTENSION] = found
+        services.extensions[EXTENSION] = found
     return found
 
 

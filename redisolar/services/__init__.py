@@ -61,6 +61,9 @@ class Services:
     api_keys: ApiKeyDao
     summary_cache: dict[str, Any] = field(default_factory=dict)
     """This process's cached fleet summary (:mod:`redisolar.services.summary`)."""
+    extensions: dict[str, Any] = field(default_factory=dict)
+    """Long-lived helpers of a use case, one per container, created on first use (the alert evaluator,
+    which keeps its caches between passes), by name."""
 
     # -- shorthands for the use cases (see the module docstring) ------------------------------------
     def create_site(self, site: Site) -> Site:
