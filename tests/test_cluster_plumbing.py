@@ -72,11 +72,14 @@ def test_run_scripts_returns_results_in_call_order(
     assert [client.get(f"k:{{{i}}}") for i in range(12)] == [str(i) for i in range(12)]
 
 
+@pytest.mark.parametrize(
+    "backend_server",
+    [pytest.param(t, marks=getattr(pytest.mark, t)) for t in ("cluster_core", "cluster_redistimeseries")],
+    indirect=True,
+)
 def test_a_call_over_two_slots_is_refused_on_a_cluster(
     backend_server: BackendServer, client: redis.Redis
 ) -> None:
-    if not backend_server.cluster:
-        pytest.skip("a standalone server runs any keys")
     with pytest.raises(CrossSlotCall, match="script echo_set touches keys in 2 hash slots"):
         run_scripts(client, [ScriptCall(ECHO, ("a", "b"), (1,))])
 

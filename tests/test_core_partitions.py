@@ -17,11 +17,16 @@ from tests.conftest import BackendServer
 
 RETENTION = 3 * DAY
 
+pytestmark = pytest.mark.parametrize(
+    "backend_server",
+    [pytest.param(t, marks=getattr(pytest.mark, t)) for t in ("core", "cluster_core")],
+    indirect=True,
+)
+"""The core backend's day partitions: its standalone and cluster targets only."""
+
 
 @pytest.fixture
 def dao(backend_server: BackendServer, client: redis.Redis) -> TimeSeriesDao:
-    if backend_server.name != "core":
-        pytest.skip("the core backend's partitions")
     return TimeSeriesDao(client, backend="core", retention_ms=RETENTION)
 
 
@@ -65,8 +70,6 @@ def test_the_latest_reading_is_kept_in_the_meta_hash(dao: TimeSeriesDao) -> None
 def test_a_range_wider_than_the_declared_days_reads_the_days_that_hold_data(
     client: redis.Redis, backend_server: BackendServer
 ) -> None:
-    if backend_server.name != "core":
-        pytest.skip("the core backend's partitions")
     dao = TimeSeriesDao(client, backend="core", retention_ms=0)  # keep everything
     now = utcnow().replace(minute=0, second=0, microsecond=0)
     stamps = [now - timedelta(days=d) for d in (0, 40, 90, 200)]
