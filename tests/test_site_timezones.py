@@ -63,7 +63,10 @@ def test_the_model_refuses_unknown_zones() -> None:
 
 
 # -- DEFAULT_TIMEZONE ------------------------------------------------------------------------------
-def test_default_timezone_setting(app_factory: Callable[..., Flask], backend_server: BackendServer) -> None:
+def test_default_timezone_setting(
+    app_factory: Callable[..., Flask], backend_server: BackendServer, client: redis.Redis
+) -> None:
+    """(``client`` empties the store first: sites 7 and 8 must be new.)"""
     assert DEFAULTS["DEFAULT_TIMEZONE"] == "UTC"
     app = app_factory(backend_server.server, DEFAULT_TIMEZONE="America/Phoenix")
     http = app.test_client()
