@@ -292,7 +292,7 @@ def test_the_dashboard_shows_open_alerts_and_a_sites_history(browser: Any, alert
     page.wait_for_selector("#site-alerts tr.alert-open")
     assert "offline" in page.locator("#site-alerts").inner_text()
     page.goto(f"{alerting_url}/sites/4")
-    page.wait_for_selector("#site-alerts p.empty")
+    page.wait_for_selector('#site-alerts p.empty:text-is("No alerts.")')  # (the page starts "Loading…")
     assert page.locator("#site-alerts").inner_text() == "No alerts."
     assert tab.errors == []
     tab.context.close()
