@@ -38,7 +38,9 @@ are gunicorn server hooks, so gunicorn's own command line can use this module as
 Which process runs the reconciler under gunicorn: the master designates one worker, in ``pre_fork``, the
 first worker it forks, and later the replacement of that worker if it dies (or, after a ``HUP`` reload,
 the first new worker). That worker starts :meth:`LeaderboardUpdater.start` once its app is loaded
-(interval from the app's config; 0 turns it off) and stops it when it exits. The reconcile itself also
+(interval from the app's config; 0 turns it off), the alert evaluator (``ALERT_EVALUATION_SECONDS``)
+and the webhook deliverer (``WEBHOOK_DELIVERY``), and stops them when it exits (Ctrl-C, SIGTERM or a
+reload: each waits at most :data:`RECONCILER_STOP_WAIT` seconds for its pass in flight). The reconcile itself also
 takes a Redis lock, so several servers (or the short overlap of a reload) never reconcile at the same
 time.
 
@@ -126,8 +128,10 @@ def post_worker_init(worker: Any) -> None:
         return
     app = worker.wsgi
     from redisolar.alerts.background import start_in_worker  # (not on the CLI's import path)
+    from redisolar.events.background import start_in_worker as start_deliverer
 
     start_in_worker(app)  # the alert evaluator (redisolar.alerts), its own interval
+    start_deliverer(app)  # the webhook deliverer (redisolar.events), unless WEBHOOK_DELIVERY is off
     interval = reconciler_interval(app.config)
     if interval <= 0:
         log.info("leaderboard reconciler off (interval 0)")
@@ -177,8 +181,10 @@ def _stop_reconciler(worker: Any) -> None:
     """Stop the worker's reconciler thread, waiting at most :data:`RECONCILER_STOP_WAIT` seconds."""
     app = getattr(worker, "wsgi", None)
     from redisolar.alerts.background import stop_in_worker
+    from redisolar.events.background import stop_in_worker as stop_deliverer
 
     stop_in_worker(app)  # the alert evaluator, if this worker runs it
+    stop_deliverer(app, RECONCILER_STOP_WAIT)  # the webhook deliverer, if this worker runs it
     extensions = getattr(app, "extensions", None) or {}
     services = extensions.get("redisolar")
     if services is None or not services.updater.is_running:

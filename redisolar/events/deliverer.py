@@ -1,9 +1,10 @@
 """The webhook deliverer: reads ``events:{events}:notify`` through the consumer group ``deliverers`` and
 POSTs each event to every webhook that wants its kind.
 
-- Where it runs: one per deployment, as the reconciler (``redisolar serve`` starts it in Granian's main
-  process). The consumer group makes more than one safe: an entry goes to one consumer, and one that
-  died with entries unacknowledged has them claimed by another after :data:`CLAIM_IDLE_MS`.
+- Where it runs: one per server, with the reconciler (``redisolar serve`` starts it in Granian's main
+  process, or under gunicorn in the worker that hosts the reconciler: :mod:`redisolar.events.background`).
+  The consumer group makes more than one safe: an entry goes to one consumer, and one that died with
+  entries unacknowledged has them claimed by another after :data:`CLAIM_IDLE_MS`.
 - A delivery: ``POST`` of ``{"id", "event_id", "kind", "created", "data"}`` as JSON, signed
   (:mod:`redisolar.events.signing`), with ``X-RediSolar-Event`` and ``X-RediSolar-Delivery``; 2xx is
   delivered. Redirects are not followed (a 3xx is a failure: deliveries go only to the registered URL)
@@ -200,11 +201,15 @@ class Deliverer:
         self._thread = threading.Thread(target=self._loop, args=(block_s,), name="webhooks", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop the thread (after its current pass)."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the thread after its current pass (a ``poll`` blocks at most ``block_s``), waiting for
+        it at most ``timeout`` seconds (None: until it ends)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the webhook deliverer did not stop within %g s: leaving it", timeout)
+            self._thread = None
 
     def _loop(self, block_s: float) -> None:
         while not self._stop.is_set():
