@@ -40,9 +40,9 @@ first worker it forks, and later the replacement of that worker if it dies (or, 
 the first new worker). That worker starts :meth:`LeaderboardUpdater.start` once its app is loaded
 (interval from the app's config; 0 turns it off), the alert evaluator (``ALERT_EVALUATION_SECONDS``)
 and the webhook deliverer (``WEBHOOK_DELIVERY``), and stops them when it exits (Ctrl-C, SIGTERM or a
-reload: each waits at most :data:`RECONCILER_STOP_WAIT` seconds for its pass in flight). The reconcile itself also
-takes a Redis lock, so several servers (or the short overlap of a reload) never reconcile at the same
-time.
+reload: each waits at most :data:`RECONCILER_STOP_WAIT` seconds for its pass in flight). The
+reconcile itself also takes a Redis lock, so several servers (or the short overlap of a reload) never
+reconcile at the same time.
 
 Stopping under gunicorn: SIGINT (Ctrl-C) or SIGQUIT stop the workers at once (:func:`worker_int`),
 SIGTERM after the requests in flight, up to ``graceful_timeout`` (:func:`worker_exit`). Either way a
