@@ -72,7 +72,7 @@ def test_site_position(http: FlaskClient, fleet: date) -> None:
     body = http.get("/api/analytics/leaderboards/capacity/site/2?context=1").get_json()
     assert body == {
         "site_id": 2, "leaderboard_type": "capacity", "day": None, "rank": 3, "score": 4.0,
-        "surrounding_sites": body["surrounding_sites"],
+        "surrounding_sites": body["surrounding_sites"], "timezone": "America/Los_Angeles",
     }  # fmt: skip
     assert ranking({"entries": body["surrounding_sites"]}) == [(2, 3), (3, 2), (4, 1)]
     top = http.get("/api/analytics/leaderboards/generation/site/1").get_json()

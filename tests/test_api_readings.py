@@ -12,12 +12,16 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from redisolar.dao.key_manager import key_manager
 from redisolar.timeutil import utcnow
+from tests.conftest import ApiCalls
 
 if TYPE_CHECKING:
-    from conftest import ApiCalls, BackendServer
+    from conftest import BackendServer
 
 Snapshot = Callable[[], Any]
+ZONE = "America/Los_Angeles"
+"""The zone of ``api.create_site``'s default coordinates (derived: the body gives none)."""
 
 
 def hour(hours_ago: int) -> datetime:
@@ -48,6 +52,7 @@ def test_post_reading(api: ApiCalls, http: FlaskClient, site: int) -> None:
     latest = http.get("/api/analytics/readings/1/latest").get_json()
     assert latest == {
         "site_id": 1,
+        "timezone": ZONE,
         "latest_readings": {
             "wh_generated": {"timestamp": when.isoformat(), "value": 150.5},
             "wh_used": {"timestamp": when.isoformat(), "value": 75.2},
@@ -75,7 +80,11 @@ def test_resent_reading_replaces_the_stored_one(api: ApiCalls, http: FlaskClient
 
 
 def test_latest_without_readings(http: FlaskClient, site: int) -> None:
-    assert http.get("/api/analytics/readings/1/latest").get_json() == {"site_id": 1, "latest_readings": {}}
+    assert http.get("/api/analytics/readings/1/latest").get_json() == {
+        "site_id": 1,
+        "timezone": ZONE,
+        "latest_readings": {},
+    }
 
 
 def test_reading_for_unknown_site_is_404(api: ApiCalls, http: FlaskClient, store_snapshot: Snapshot) -> None:
@@ -143,7 +152,9 @@ def test_readme_example_and_retention(api: ApiCalls, http: FlaskClient, site: in
     assert http.post("/api/analytics/readings/1", json=api.reading_body(hour(0))).status_code == 201
     error = api.error(http.post("/api/analytics/readings/1", json=example), 400, "retention")
     assert error["details"]["timestamp"] == "2024-01-20T12:00:00+00:00"
-    assert series(http, 1, "wh_generated", **query).get_json()["count"] == 0  # retention dropped it
+    # retention dropped it: a raw range that reaches before the raw window is a 400 that says so
+    error = api.error(series(http, 1, "wh_generated", **query), 400, "before the raw readings' window")
+    assert "hourly or daily buckets" in error["error"] and error["details"]["raw_window_start"]
 
 
 # -- batches ---------------------------------------------------------------------------------------
@@ -206,6 +217,7 @@ def test_series_raw_and_aggregated(api: ApiCalls, http: FlaskClient, site: int) 
     raw = series(http, 1, "wh_generated", start=start.isoformat(), end=end.isoformat()).get_json()
     assert raw == {
         "site_id": 1,
+        "timezone": ZONE,
         "metric": "wh_generated",
         "start_time": start.isoformat(),
         "end_time": end.isoformat(),
@@ -296,6 +308,7 @@ def test_site_analytics(api: ApiCalls, http: FlaskClient, site: int) -> None:
         "total_generated": 6000.0, "total_used": pytest.approx(3 * 75.2), "avg_generation": 2000.0,
         "max_generation": 3000.0, "min_generation": 1000.0, "avg_temperature": 22.0,
         "efficiency_percent": pytest.approx(100 * 6000.0 / (5.0 * 1000 * 4)), "reading_count": 3,
+        "timezone": ZONE,
     }  # fmt: skip
 
 
@@ -304,3 +317,101 @@ def test_site_analytics_without_data_is_the_seeds_404(api: ApiCalls, http: Flask
     assert body["message"] == body["error"]
     api.error(http.get("/api/analytics/analytics/1?start=2030-01-01T00:00:00"), 400, "after its start")
     api.error(http.get("/api/analytics/analytics/1?end=x"), 400, "Validation failed")
+
+
+# -- the site's zone, and the raw window -----------------------------------------------------------
+def site_routes(site_id: int, start: datetime, end: datetime) -> list[str]:
+    """Every GET answering about one site, over ``[start, end)`` where a route takes a range."""
+    query = urlencode({"start": start.isoformat(), "end": end.isoformat()})
+    return [
+        f"/api/analytics/readings/{site_id}/latest",
+        f"/api/analytics/readings/{site_id}/wh_generated?{query}",
+        f"/api/analytics/readings/{site_id}/net_generation?{query}&aggregation=sum&bucket_size=3600000",
+        f"/api/analytics/analytics/{site_id}?{query}",
+        f"/api/analytics/leaderboards/capacity/site/{site_id}",
+        f"/api/analytics/energy/{site_id}",
+        f"/api/sites/{site_id}",
+    ]
+
+
+def test_every_response_about_a_site_names_its_timezone(
+    app_factory: Callable[..., Flask], backend_server: BackendServer, client: redis.Redis
+) -> None:
+    """Its own zone; DEFAULT_TIMEZONE for a site hash without one (written before zones existed)."""
+    http = app_factory(
+        backend_server.server, TIMESERIES_BACKEND=backend_server.name, DEFAULT_TIMEZONE="Europe/London"
+    ).test_client()
+    api = ApiCalls(http)
+    api.create_site(1, capacity=5.0, timezone="Pacific/Honolulu")
+    api.create_site(2, capacity=3.0)
+    for site_id in (1, 2):
+        api.post_readings(site_id, [api.reading_body(hour(h)) for h in (3, 2, 1)])
+    client.hdel(key_manager.site_key(2), "timezone")  # as a site stored before zones existed
+    for site_id, zone in ((1, "Pacific/Honolulu"), (2, "Europe/London")):
+        for url in site_routes(site_id, hour(4), hour(0)):
+            response = http.get(url)
+            assert response.status_code == 200, (url, response.get_data(as_text=True))
+            body = response.get_json()
+            got = body["timezone"] if "timezone" in body else body["site"]["timezone"]
+            assert got == (None if url.startswith("/api/sites/") and site_id == 2 else zone), url
+
+
+def test_the_document_gives_the_timezone_of_site_responses(http: FlaskClient) -> None:
+    spec = http.get("/api/openapi.json").get_json()
+    ok = "200"
+    for path in (
+        "/api/analytics/readings/{site_id}/latest",
+        "/api/analytics/readings/{site_id}/{metric}",
+        "/api/analytics/analytics/{site_id}",
+        "/api/analytics/leaderboards/{leaderboard_type}/site/{site_id}",
+        "/api/analytics/energy/{site_id}",
+    ):
+        schema = spec["paths"][path]["get"]["responses"][ok]["content"]["application/json"]["schema"]
+        if "$ref" in schema:
+            schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+        assert "timezone" in schema["properties"] and "timezone" in schema["required"], path
+
+
+def test_the_raw_window_bounds_raw_ranges_and_finer_buckets(
+    app_factory: Callable[..., Flask],
+    backend_server: BackendServer,
+    client: redis.Redis,
+    store_snapshot: Snapshot,
+) -> None:
+    """Before the raw window (RETENTION_DAYS back from the site's newest reading) only rollups are
+    kept: a raw range or a bucket finer than an hour reaching there is a 400 naming the window's
+    start, changing nothing; hourly buckets are answered; a range inside the window is unchanged."""
+    http = app_factory(
+        backend_server.server, TIMESERIES_BACKEND=backend_server.name, RETENTION_DAYS=2
+    ).test_client()
+    api = ApiCalls(http)
+    api.create_site(1, capacity=5.0)
+    old = hour(24 * 10)
+    api.post_readings(
+        1, [api.reading_body(old + timedelta(minutes=10 * i), wh_generated=float(i)) for i in range(12)]
+    )
+    newest = hour(24 * 10 - 24 * 3)  # three days later: the old readings leave the raw window
+    api.post_readings(1, [api.reading_body(newest - timedelta(minutes=10 * i)) for i in range(6)])
+    window = newest - timedelta(days=2)
+    before = store_snapshot()
+    old_range = {"start": old.isoformat(), "end": (old + timedelta(hours=2)).isoformat()}
+    raw = api.error(series(http, 1, "wh_generated", **old_range), 400, "before the raw readings' window")
+    assert raw["details"]["raw_window_start"] == window.isoformat()
+    assert window.isoformat() in raw["error"] and "hourly or daily buckets" in raw["error"]
+    spanning = {"start": old.isoformat(), "end": (newest + timedelta(hours=1)).isoformat()}
+    api.error(series(http, 1, "temp_c", **spanning), 400, window.isoformat())
+    fine = series(http, 1, "wh_generated", **old_range, aggregation="sum", bucket_size=600_000)
+    body = api.error(fine, 400, "whole number of hours")
+    assert body["details"]["raw_window_start"] == window.isoformat() and "hourly or daily" in body["error"]
+    assert store_snapshot() == before
+    hourly = series(http, 1, "wh_generated", **old_range, aggregation="sum", bucket_size=3_600_000)
+    assert [p["value"] for p in hourly.get_json()["data"]] == [15.0, 51.0]
+    inside = {
+        "start": (newest - timedelta(hours=2)).isoformat(),
+        "end": (newest + timedelta(hours=1)).isoformat(),
+    }
+    assert series(http, 1, "wh_generated", **inside).get_json()["count"] == 6
+    at_edge = {"start": window.isoformat(), "end": (newest + timedelta(hours=1)).isoformat()}
+    assert series(http, 1, "wh_generated", **at_edge).get_json()["count"] == 6
+    fine_inside = series(http, 1, "wh_generated", **inside, aggregation="count", bucket_size=600_000)
+    assert sum(p["value"] for p in fine_inside.get_json()["data"]) == 6.0

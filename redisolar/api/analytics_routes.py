@@ -9,6 +9,11 @@ Paths, methods, success codes and shapes are the seed's. Decisions where it show
   reading: a 400 that says so); nothing of a refused batch is stored.
 - A batch is a JSON array of 1 to ``MAX_BATCH_READINGS`` readings (more: 413); ``count`` is the number
   of readings stored (a timestamp repeated within the batch counts once, the last one wins).
+- Every response about one site carries the site's IANA ``timezone`` (its own, else
+  ``DEFAULT_TIMEZONE``), read with the data in the same round trip; timestamps stay UTC.
+- Beyond the raw window (``RETENTION_DAYS`` back from the site's newest reading) aggregations with
+  buckets of whole hours and site analytics are answered from the hourly rollups; a raw range or a
+  finer bucket reaching there is a 400 naming the window's start.
 - Time ranges are ``[start, end)``; ``end`` defaults to now and ``start`` to 24 hours before ``end``
   (each on its own); ``start`` must be before ``end`` (400). ``bucket_size`` applies to aggregations
   and is answered as ``null`` for ``raw``.
@@ -51,14 +56,14 @@ from redisolar.api.schemas import (
     ReadingsAddedSchema,
     SeriesArgs,
     SeriesSchema,
+    SiteAnalyticsResponseSchema,
     SitePositionSchema,
     SummarySchema,
 )
 from redisolar.auth.checks import known_site_existence
 from redisolar.dao.key_manager import LEADERBOARD_TYPES
 from redisolar.errors import InvalidQuery
-from redisolar.models.schemas import SiteAnalyticsSchema
-from redisolar.models.site import MetricType, SiteAnalytics
+from redisolar.models.site import MetricType
 from redisolar.services import analytics, energy, leaderboards
 from redisolar.services import summary as fleet
 from redisolar.services.export import CONTENT_TYPES, ExportRequest, open_site_export
@@ -128,8 +133,8 @@ def add_meter_readings_batch(site_id: int) -> Response:
 def get_latest_readings(site_id: int) -> Response:
     """The newest reading of every metric of a site (one round trip)."""
     latest = analytics.latest_readings(services(), site_id, known=known_site_existence(site_id))
-    points = {m.value: render.point(p) for m, p in latest.items()}
-    return render.json_response({"site_id": site_id, "latest_readings": points})
+    points = {m.value: render.point(p) for m, p in latest.value.items()}
+    return render.json_response({"site_id": site_id, "timezone": latest.timezone, "latest_readings": points})
 
 
 EXPORT_RESPONSE = {
@@ -184,34 +189,38 @@ def get_site_readings(args: dict[str, Any], site_id: int, metric: str) -> dict[s
     )
     return {
         "site_id": site_id,
+        "timezone": points.timezone,
         "metric": metric_type.value,
         "start_time": start,
         "end_time": end,
         "aggregation": aggregation,
         "bucket_size": None if aggregation == "raw" else bucket,
-        "count": len(points),
-        "data": points,
+        "count": len(points.value),
+        "data": points.value,
     }
 
 
 # -- analytics -------------------------------------------------------------------------------------
 @analytics_bp.route("/analytics/<site_id:site_id>", methods=["GET"])
 @analytics_bp.arguments(RangeArgs, location="query")
-@analytics_bp.response(200, SiteAnalyticsSchema)
+@analytics_bp.response(200, SiteAnalyticsResponseSchema)
 @analytics_bp.errors(404)
-def get_site_analytics(args: dict[str, Any], site_id: int) -> SiteAnalytics:
-    """Totals, extremes and the capacity factor of a site over a time range.
+def get_site_analytics(args: dict[str, Any], site_id: int) -> dict[str, Any]:
+    """Totals, extremes and the capacity factor of a site over a time range, with its `timezone`.
 
-    404 with the seed's `message` when the range holds no reading.
+    Beyond the raw window, from the hourly rollups (the same figures; the range's start, and its end
+    when before the window, on whole UTC hours there, else 400). 404 with the seed's `message` when
+    the range holds no reading.
     """
     start, end = time_range(args)
-    result = analytics.site_analytics(services(), site_id, start, end, known=known_site_existence(site_id))
+    about = analytics.site_analytics(services(), site_id, start, end, known=known_site_existence(site_id))
+    result = about.value
     if result is None:
         raise NoData(
             f"No data available for site {site_id} in the specified time range",
             {"site_id": site_id, "start": start.isoformat(), "end": end.isoformat()},
         )
-    return result
+    return {**asdict(result), "timezone": about.timezone}
 
 
 @analytics_bp.route("/energy/<site_id:site_id>", methods=["GET"])
@@ -279,6 +288,7 @@ def get_site_leaderboard_info(args: dict[str, Any], leaderboard_type: str, site_
             "site_id": site_id,
             "leaderboard_type": position.kind,
             "day": render.iso(position.day),
+            "timezone": position.timezone,
             "rank": position.rank,
             "score": float(position.score),
             "surrounding_sites": [render.entry(e) for e in position.surrounding],

@@ -19,6 +19,7 @@ from redisolar.errors import InvalidQuery
 from redisolar.models.schemas import (
     LeaderboardEntrySchema,
     MeterReadingSchema,
+    SiteAnalyticsSchema,
     SiteSchema,
     TimeSeriesDataSchema,
 )
@@ -367,6 +368,16 @@ class SitesStatsSchema(Schema):
 
 
 # -- responses: readings and analytics ---------------------------------------------------------------
+def site_timezone() -> fields.String:
+    """The ``timezone`` field of a response about one site."""
+    return fields.String(
+        required=True,
+        metadata={
+            "description": "The site's IANA time zone (its own, else DEFAULT_TIMEZONE); times stay UTC"
+        },
+    )
+
+
 class ReadingCreatedSchema(Schema):
     """A stored reading."""
 
@@ -388,6 +399,7 @@ class SeriesSchema(Schema):
     """Points of one metric of one site over ``[start_time, end_time)``."""
 
     site_id = fields.Integer(required=True)
+    timezone = site_timezone()
     metric = fields.String(required=True)
     start_time = fields.DateTime(required=True)
     end_time = fields.DateTime(required=True)
@@ -401,9 +413,16 @@ class LatestReadingsSchema(Schema):
     """The newest point of each metric (metrics without readings are left out)."""
 
     site_id = fields.Integer(required=True)
+    timezone = site_timezone()
     latest_readings = fields.Dict(
         keys=fields.String(), values=fields.Nested(TimeSeriesDataSchema), required=True
     )
+
+
+class SiteAnalyticsResponseSchema(SiteAnalyticsSchema):
+    """A site's analytics over ``[period_start, period_end)`` (the seed's shape) and its zone."""
+
+    timezone = site_timezone()
 
 
 class EnergyPeriodSchema(Schema):
@@ -436,7 +455,7 @@ class EnergySchema(Schema):
     """A site's energy per local period over ``[start, end)`` (local dates, whole periods)."""
 
     site_id = fields.Integer(required=True)
-    timezone = fields.String(required=True)
+    timezone = site_timezone()
     granularity = fields.String(required=True, validate=validate.OneOf(GRANULARITIES))
     start = fields.Date(required=True)
     end = fields.Date(required=True, metadata={"description": "Exclusive"})
@@ -470,6 +489,7 @@ class SitePositionSchema(Schema):
     site_id = fields.Integer(required=True)
     leaderboard_type = fields.String(required=True)
     day = fields.Date(allow_none=True, required=True)
+    timezone = site_timezone()
     rank = fields.Integer(required=True)
     score = fields.Float(required=True)
     surrounding_sites = fields.List(fields.Nested(LeaderboardEntrySchema), required=True)

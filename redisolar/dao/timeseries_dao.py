@@ -37,9 +37,13 @@ from redisolar.dao.scripts import run_scripts_collect
 from redisolar.dao.timeseries.base import (
     AGGREGATIONS,
     NO_SITE,
+    SITE_FIELDS,
     Backend,
+    PeriodStats,
     Point,
     Record,
+    SiteRead,
+    SumsFrom,
     WriteOutcome,
     parse_write_outcome,
 )
@@ -247,13 +251,34 @@ class TimeSeriesDao:
 
     # -- reads -------------------------------------------------------------------------------------
     def get_readings_range(
-        self, site_id: int, metric: MetricType, start_time: datetime, end_time: datetime
+        self,
+        site_id: int,
+        metric: MetricType,
+        start_time: datetime,
+        end_time: datetime,
+        *,
+        site: SiteRead | None = None,
     ) -> list[TimeSeriesData]:
-        """Raw readings of one metric in ``[start_time, end_time)``."""
+        """Raw readings of one metric in ``[start_time, end_time)`` (those still in the raw window;
+        :meth:`raw_window_start` says where it begins). ``site``, when given, is filled in with the
+        site hash's fields in the same round trip."""
         start, end = self._range(site_id, start_time, end_time)
         if start == end:
+            self._fill_site(site_id, site)
             return []
-        return _data(self.backend.points(site_id, MetricType(metric), start, end))
+        return _data(self.backend.points(site_id, MetricType(metric), start, end, site))
+
+    def raw_window_start(self, site_id: int, start_time: datetime) -> datetime | None:
+        """The start of the site's raw window (its oldest visible reading's earliest possible time,
+        ``RETENTION_DAYS`` back from its newest reading) when ``start_time`` lies before it, else
+        None. No round trip when ``start_time`` is recent enough to be inside whatever the data."""
+        window = self._beyond_raw_window(check_site_id(site_id), max(0, to_ms(start_time)))
+        return None if window is None else from_ms(window)
+
+    def _fill_site(self, site_id: int, site: SiteRead | None) -> None:
+        """Read ``site``'s fields when no data read has (a round trip of its own)."""
+        if site is not None and not site.read:
+            site.fill(self.redis.hmget(self.keys.site_key(site_id), list(SITE_FIELDS)))
 
     def stored_span(self, site_id: int) -> tuple[int, int] | None:
         """``[first, end)`` in ms that can hold the site's visible readings: from the retention
@@ -300,9 +325,12 @@ class TimeSeriesDao:
         """The newest reading of one metric, or None."""
         return self.get_latest_readings(site_id).get(MetricType(metric))
 
-    def get_latest_readings(self, site_id: int) -> dict[MetricType, TimeSeriesData]:
-        """The newest reading of every metric of a site (one round trip); empty without readings."""
-        latest = self.backend.latest(check_site_id(site_id))
+    def get_latest_readings(
+        self, site_id: int, *, site: SiteRead | None = None
+    ) -> dict[MetricType, TimeSeriesData]:
+        """The newest reading of every metric of a site (one round trip, ``site`` filled in with the
+        site hash's fields in the same one when given); empty without readings."""
+        latest = self.backend.latest(check_site_id(site_id), site)
         return {metric: TimeSeriesData(from_ms(ts), value) for metric, (ts, value) in latest.items()}
 
     def get_aggregated_data(
@@ -313,11 +341,15 @@ class TimeSeriesDao:
         end_time: datetime,
         bucket_size_ms: int = MS_PER_HOUR,
         aggregation: str = "avg",
+        *,
+        site: SiteRead | None = None,
     ) -> list[TimeSeriesData]:
         """Buckets of ``bucket_size_ms`` (aligned to the epoch) over ``[start_time, end_time)``.
 
         ``aggregation`` is one of avg, sum, min, max, count, first, last, range; empty buckets are
-        left out.
+        left out. A range that starts before the raw window is answered from the hourly rollups
+        there (:meth:`_with_history`): buckets of whole hours only, else :class:`InvalidQuery`.
+        ``site``, when given, is filled in with the site hash's fields (in the raw read's round trip).
         """
         if aggregation not in AGGREGATIONS:
             raise InvalidQuery(f"Unknown aggregation {aggregation!r}: use one of {', '.join(AGGREGATIONS)}")
@@ -325,15 +357,18 @@ class TimeSeriesDao:
             raise InvalidQuery("bucket_size must be a positive whole number of milliseconds")
         start, end = self._range(site_id, start_time, end_time)
         if start == end:
+            self._fill_site(site_id, site)
             return []
         if (end - start) // bucket_size_ms > MAX_BUCKETS:
             raise InvalidQuery(f"Too many buckets: at most {MAX_BUCKETS} per query, use a larger bucket_size")
         window_start = self._beyond_raw_window(site_id, start)
         if window_start is not None:
-            return _data(self._with_history(site_id, MetricType(metric), start, end, bucket_size_ms,
-                                            aggregation, window_start))  # fmt: skip
-        points = self.backend.aggregate(site_id, MetricType(metric), start, end, bucket_size_ms, aggregation)
-        return _data(points)
+            points = self._with_history(site_id, MetricType(metric), start, end, bucket_size_ms,
+                                        aggregation, window_start, site)  # fmt: skip
+            self._fill_site(site_id, site)
+            return _data(points)
+        metric = MetricType(metric)
+        return _data(self.backend.aggregate(site_id, metric, start, end, bucket_size_ms, aggregation, site))
 
     def _beyond_raw_window(self, site_id: int, start: int) -> int | None:
         """The start (ms) of the site's raw window when ``start`` lies before it, else None. No
@@ -356,15 +391,17 @@ class TimeSeriesDao:
         bucket: int,
         aggregation: str,
         window: int,
+        site: SiteRead | None = None,
     ) -> list[Point]:
         """Buckets of a range that reaches back before the raw window: those before the first bucket
         boundary at or after the window's start from the hourly rollups (their hours that begin in
         the range), the rest from the raw readings, as before."""
         if bucket % MS_PER_HOUR:
-            raise InvalidQuery(
-                f"The range starts before the raw readings' window ({from_ms(window).isoformat()}, "
-                "RETENTION_DAYS back from the site's newest reading): older data are kept as hourly "
-                "rollups only, so bucket_size must be a whole number of hours there"
+            raise beyond_window_error(
+                window,
+                "older data are kept as hourly and daily rollups only, so bucket_size must be a whole "
+                "number of hours there (hourly or daily buckets work beyond it)",
+                {"bucket_size": bucket},
             )
         if metric is MetricType.NET_GENERATION and aggregation not in NET_AGGREGATIONS:
             raise InvalidQuery(
@@ -374,24 +411,34 @@ class TimeSeriesDao:
         cut = min(end, -(-window // bucket) * bucket)
         points = self.history.aggregate(site_id, metric, start, cut, bucket, aggregation)
         if cut < end:
-            points += self.backend.aggregate(site_id, metric, cut, end, bucket, aggregation)
+            points += self.backend.aggregate(site_id, metric, cut, end, bucket, aggregation, site)
         return points
 
     def get_site_analytics(
-        self, site_id: int, start_time: datetime, end_time: datetime
+        self, site_id: int, start_time: datetime, end_time: datetime, *, site: SiteRead | None = None
     ) -> SiteAnalytics | None:
         """Totals, extremes and the capacity factor of a site over ``[start_time, end_time)``.
 
         ``efficiency_percent`` = 100 × Wh generated / (kW × 1000 × hours in the period); it is 0 when
-        the site's capacity is unknown. None when the period holds no reading.
+        the site's capacity is unknown. None when the period holds no reading. Sums add each UTC
+        hour's readings in time order, then the hours in time order, so a range that starts before
+        the raw window is answered exactly from the hourly rollups there (:meth:`_history_stats`:
+        its start, and its end when before the window, on whole hours, else :class:`InvalidQuery`).
+        ``site`` is filled in with the site hash's fields (in the raw read's round trip).
         """
         start, end = self._range(site_id, start_time, end_time)
         if start == end:
+            self._fill_site(site_id, site)
             return None
-        stats, capacity = self.backend.stats(site_id, start, end)
+        facts = site if site is not None else SiteRead()
+        window = self._beyond_raw_window(site_id, start)
+        if window is None:
+            stats, _ = self.backend.stats(site_id, start, end, site=facts)
+        else:
+            stats = self._history_stats(site_id, start, end, window, facts)
         if stats is None:
             return None
-        efficiency = efficiency_percent(stats.sum_generated, capacity, (end - start) / MS_PER_HOUR)
+        efficiency = efficiency_percent(stats.sum_generated, facts.capacity, (end - start) / MS_PER_HOUR)
         return SiteAnalytics(
             site_id=site_id,
             period_start=from_ms(start),
@@ -405,6 +452,36 @@ class TimeSeriesDao:
             efficiency_percent=efficiency or 0.0,
             reading_count=stats.count,
         )
+
+    def _history_stats(
+        self, site_id: int, start: int, end: int, window: int, site: SiteRead
+    ) -> PeriodStats | None:
+        """A range's reductions when it starts before the raw window (``window``, ms): the hours that
+        begin before the first hour boundary at or after the window from the rollups (an hour that
+        straddles the window start is kept as it was whole), the rest from the raw readings, their
+        sums carried on from the rollups' in time order."""
+        cut = min(end, -(-window // MS_PER_HOUR) * MS_PER_HOUR)
+        if start % MS_PER_HOUR or cut % MS_PER_HOUR:
+            raise beyond_window_error(
+                window,
+                "older data are kept as hourly and daily rollups only, so the range must start (and, "
+                "if it ends before the window, end) on a whole UTC hour",
+                {"start": from_ms(start).isoformat(), "end": from_ms(end).isoformat()},
+            )
+        hours = self.history.hours(site_id, start, cut)
+        carried = SumsFrom(
+            _sum(h.wh_generated.sum for h in hours), _sum(h.wh_used.sum for h in hours),
+            _sum(h.temp_c.sum for h in hours),
+        )  # fmt: skip
+        raw, _ = self.backend.stats(site_id, cut, max(cut, end), carried, site)
+        if not hours:
+            return raw
+        count = sum(h.count for h in hours) + (raw.count if raw else 0)
+        peak = max([h.wh_generated.max for h in hours] + ([raw.max_generated] if raw else []))
+        low = min([h.wh_generated.min for h in hours] + ([raw.min_generated] if raw else []))
+        if raw is not None:
+            carried = SumsFrom(raw.sum_generated, raw.sum_used, raw.sum_temp)
+        return PeriodStats(count, carried.generated, peak, low, carried.used, carried.temp)
 
     def get_generation_totals(
         self, site_ids: Sequence[int], start_time: datetime, end_time: datetime
@@ -553,6 +630,25 @@ def _next_window(window: int, count: int, page_size: int) -> int:
     elif count < page_size // 2:
         window *= 2
     return max(MIN_PAGE_WINDOW_MS, min(MAX_PAGE_WINDOW_MS, window))
+
+
+def beyond_window_error(window: int, why: str, details: dict[str, object]) -> InvalidQuery:
+    """The 400 of a query that the raw readings cannot answer because it reaches back before the
+    site's raw window (which starts at ``window``, ms), saying ``why`` and what works instead."""
+    oldest = from_ms(window).isoformat()
+    return InvalidQuery(
+        f"The range starts before the raw readings' window, which begins at {oldest} (RETENTION_DAYS "
+        f"back from the site's newest reading): {why}",
+        {"raw_window_start": oldest, **details},
+    )
+
+
+def _sum(values: Iterable[float]) -> float:
+    """``values`` added in order, from 0."""
+    total = 0.0
+    for value in values:
+        total += value
+    return total
 
 
 def _data(points: list[Point]) -> list[TimeSeriesData]:

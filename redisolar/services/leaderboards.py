@@ -36,13 +36,15 @@ class BoardPage:
 
 @dataclass(frozen=True)
 class Position:
-    """A site's rank and score on a board, with its neighbours (itself included)."""
+    """A site's rank and score on a board, with its neighbours (itself included), and the site's
+    IANA zone (its local day is the board's day)."""
 
     kind: str
     day: date | None
     rank: int
     score: float
     surrounding: list[LeaderboardEntry]
+    timezone: str
 
 
 def board_kind(leaderboard_type: str) -> str:
@@ -93,7 +95,8 @@ def site_position(
     known: bool | None = None,
 ) -> Position | None:
     """A site's rank and score with ``context`` neighbours on each side; None when the site is not on
-    the board (``SiteNotFound`` when there is no such site)."""
+    the board (``SiteNotFound`` when there is no such site). The site's zone comes from its own
+    entry (the neighbours' details are read in one round trip, itself included)."""
     kind = board_kind(leaderboard_type)
     require_site(services, site_id, known)
     when = position_day(services, kind, site_id, day)
@@ -101,7 +104,8 @@ def site_position(
     mine = [entry for entry in surrounding if entry.site.id == site_id]
     if not mine:
         return None
-    return Position(kind, when, mine[0].rank, mine[0].score, surrounding)
+    zone = mine[0].site.timezone or services.settings.default_timezone
+    return Position(kind, when, mine[0].rank, mine[0].score, surrounding, zone)
 
 
 def reconcile(services: Services, day: date | None = None) -> UpdateReport | None:

@@ -5,11 +5,16 @@
 -- ARGV[3] mode, ARGV[4] start ms (inclusive), ARGV[5] end ms (exclusive), then by mode:
 --   'raw'    ARGV[6] metric (1 generated, 2 used, 3 temperature, 4 net)  -> {ts, value, ts, value, ...}
 --   'agg'    ARGV[6] metric, ARGV[7] aggregator, ARGV[8] bucket ms      -> {bucket ts, value, ...}
---   'stats'  -> {count, sum generated, max generated, min generated, sum used, sum temperature,
---            capacity or ''} ({0, capacity or ''} when no reading is in the range)
+--   'stats'  ARGV[6..8] optional starting sums of generated, used, temperature (the sums of the
+--            hours before the range, carried over; default 0) -> {count, sum generated, max
+--            generated, min generated, sum used, sum temperature, capacity or ''} ({0, capacity or
+--            ''} when no reading is in the range). A sum adds each UTC hour's readings in time order,
+--            then that hour's sum to the total: what the history's hour rollups compose to.
 --   'latest' (KEYS[3] the newest reading's partition, for data written before the meta hash kept it)
 --            -> {ts, generated, used, temperature} of the newest reading, or {}
 --   'daysum' -> {version, sum of generated in [start, end), number of readings in it}
+-- A mode suffixed '+site' (raw, agg, stats) returns {{id, capacity, timezone} of the site hash, reply}:
+-- the read also answers whether the site exists and its zone, in the same round trip.
 -- Readings older than the retention window (counted back from the newest reading) are invisible.
 -- Values are returned as strings formatted with %.17g, so they convert back to the exact doubles.
 local DAY = 86400000
@@ -18,13 +23,20 @@ local retention = tonumber(ARGV[1])
 local declared_first = tonumber(ARGV[2])
 local declared_last = declared_first and declared_first + #KEYS - 3
 local mode = ARGV[3]
+local with_site = string.sub(mode, -5) == '+site'
+if with_site then mode = string.sub(mode, 1, -6) end
+local HOUR = 3600000
+local function answer(reply)
+  if not with_site then return reply end
+  return {redis.call('HMGET', KEYS[2], 'id', 'capacity', 'timezone'), reply}
+end
 local meta = redis.call('HMGET', KEYS[1], 'newest', 'lo', 'hi', 'v')
 local newest = tonumber(meta[1])
 local function capacity() return redis.call('HGET', KEYS[2], 'capacity') or '' end
 if newest == nil then
   if mode == 'daysum' then return {0, '0', 0} end
-  if mode == 'stats' then return {0, capacity()} end
-  return {}
+  if mode == 'stats' then return answer({0, capacity()}) end
+  return answer({})
 end
 local function fmt(x) return string.format('%.17g', x) end
 
@@ -71,7 +83,7 @@ if mode == 'raw' then
     out[#out + 1] = ts
     out[#out + 1] = fmt(pick(g, u, c))
   end)
-  return out
+  return answer(out)
 end
 
 if mode == 'agg' then
@@ -107,21 +119,29 @@ if mode == 'agg' then
     if x > hi then hi = x end
   end)
   flush()
-  return out
+  return answer(out)
 end
 
 if mode == 'stats' then
-  local n, sg, mg, ng, su, sc = 0, 0, nil, nil, 0, 0
+  local n, mg, ng = 0, nil, nil
+  local sg, su, sc = tonumber(ARGV[6]) or 0, tonumber(ARGV[7]) or 0, tonumber(ARGV[8]) or 0
+  local hour, hg, hu, hc = nil, 0, 0, 0
   each(function(ts, g, u, c)
+    local h = ts - (ts % HOUR)
+    if h ~= hour then
+      if hour then sg, su, sc = sg + hg, su + hu, sc + hc end
+      hour, hg, hu, hc = h, 0, 0, 0
+    end
     n = n + 1
-    sg = sg + g
-    su = su + u
-    sc = sc + c
+    hg = hg + g
+    hu = hu + u
+    hc = hc + c
     if mg == nil or g > mg then mg = g end
     if ng == nil or g < ng then ng = g end
   end)
-  if n == 0 then return {0, capacity()} end
-  return {n, fmt(sg), fmt(mg), fmt(ng), fmt(su), fmt(sc), capacity()}
+  if n == 0 then return answer({0, capacity()}) end
+  sg, su, sc = sg + hg, su + hu, sc + hc
+  return answer({n, fmt(sg), fmt(mg), fmt(ng), fmt(su), fmt(sc), capacity()})
 end
 
 if mode == 'daysum' then

@@ -55,6 +55,52 @@ class PeriodStats:
     sum_temp: float
 
 
+SITE_FIELDS = ("id", "capacity", "timezone")
+"""The site hash's fields a read can fetch with its data (:class:`SiteRead`)."""
+
+
+@dataclass
+class SiteRead:
+    """The site hash's :data:`SITE_FIELDS`, fetched by a backend read in the same round trip as its
+    data when passed as ``site=`` (the hash shares the ``{site:ID}`` slot with the series): whether
+    the site exists, its capacity (kW) and its IANA zone, without a round trip of their own."""
+
+    values: list[str | None] | None = None
+
+    def fill(self, reply: Any) -> None:
+        """Keep an ``HMGET`` reply of :data:`SITE_FIELDS` (``False`` from Lua means missing)."""
+        self.values = [to_str(v) if v not in (None, False) else None for v in reply]
+
+    @property
+    def read(self) -> bool:
+        return self.values is not None
+
+    @property
+    def exists(self) -> bool:
+        return self.values is not None and self.values[0] is not None
+
+    @property
+    def capacity(self) -> float | None:
+        return float(self.values[1]) if self.values and self.values[1] else None
+
+    @property
+    def timezone(self) -> str | None:
+        return self.values[2] if self.values else None
+
+
+@dataclass(frozen=True)
+class SumsFrom:
+    """Sums carried into a range from the hours before it (their rollups), so a period's sums add
+    hour sums in time order whichever store answered each hour."""
+
+    generated: float = 0.0
+    used: float = 0.0
+    temp: float = 0.0
+
+
+NO_CARRY = SumsFrom()
+"""Sums that start from 0 (a range with no hours before it)."""
+
 NO_SITE = "NOSITE"
 """The error a write script returns, having written nothing, when the site it must write to does not exist."""
 
@@ -80,22 +126,35 @@ class Backend(Protocol):
         ``require_site``, only if the site's hash exists (else it writes nothing and fails with
         :data:`NO_SITE`)."""
 
-    def points(self, site_id: int, metric: MetricType, start: int, end: int) -> list[Point]:
-        """Raw points in ``[start, end)``."""
+    def points(
+        self, site_id: int, metric: MetricType, start: int, end: int, site: SiteRead | None = None
+    ) -> list[Point]:
+        """Raw points in ``[start, end)`` (and ``site`` filled in, when given)."""
 
     def aggregate(
-        self, site_id: int, metric: MetricType, start: int, end: int, bucket: int, aggregation: str
+        self,
+        site_id: int,
+        metric: MetricType,
+        start: int,
+        end: int,
+        bucket: int,
+        aggregation: str,
+        site: SiteRead | None = None,
     ) -> list[Point]:
         """Buckets aligned to the epoch, for the points in ``[start, end)``; empty buckets omitted."""
 
-    def latest(self, site_id: int) -> dict[MetricType, Point]:
+    def latest(self, site_id: int, site: SiteRead | None = None) -> dict[MetricType, Point]:
         """The newest point of every metric (empty when the site has no readings)."""
 
     def hour_sums(self, ranges: list[tuple[int, int, int]]) -> list[list[Point]]:
         """Hourly generation sums of each ``(site_id, start, end)``, one round trip."""
 
-    def stats(self, site_id: int, start: int, end: int) -> tuple[PeriodStats | None, float | None]:
-        """Reductions over ``[start, end)`` and the site's capacity (kW, None if unknown)."""
+    def stats(
+        self, site_id: int, start: int, end: int, carried: SumsFrom = NO_CARRY, site: SiteRead | None = None
+    ) -> tuple[PeriodStats | None, float | None]:
+        """Reductions over ``[start, end)`` and the site's capacity (kW, None if unknown). Each sum
+        starts from ``carried``'s and adds the range's UTC hours' sums in time order (each hour's
+        readings added in time order): the double the history's hour rollups compose to."""
 
     def day_sums(self, ranges: list[tuple[int, int, int]]) -> dict[int, tuple[int, float, int]]:
         """Each ``(site_id, start, end)``'s (data version, generation sum, reading count) over

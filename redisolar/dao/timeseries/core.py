@@ -29,9 +29,13 @@ from redis.exceptions import ResponseError
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
 from redisolar.dao.timeseries.base import (
+    NO_CARRY,
+    SITE_FIELDS,
     PeriodStats,
     Point,
     Record,
+    SiteRead,
+    SumsFrom,
     pack_records,
     parse_flat_points,
     to_str,
@@ -118,17 +122,34 @@ class CoreBackend:
             return days
         return _clip(days, self._meta([site_id], "lo", "hi", "newest")[0], self.retention_ms)
 
-    def _read(self, site_id: int, mode: str, start: int, end: int, *args: object) -> list[object]:
-        call = self._read_call(site_id, self._days(site_id, start, end), mode, start, end, *args)
-        return list(run_scripts(self.client, [call])[0])
+    def _read(
+        self, site_id: int, mode: str, start: int, end: int, *args: object, site: SiteRead | None = None
+    ) -> list[object]:
+        """A ``core_read.lua`` read; with ``site``, its ``+site`` form, which fills ``site`` in."""
+        days = self._days(site_id, start, end)
+        call = self._read_call(site_id, days, mode if site is None else f"{mode}+site", start, end, *args)
+        reply = run_scripts(self.client, [call])[0]
+        if site is None:
+            return list(reply)
+        site.fill(reply[0])
+        return list(reply[1])
 
-    def points(self, site_id: int, metric: MetricType, start: int, end: int) -> list[Point]:
-        return parse_flat_points(self._read(site_id, "raw", start, end, _METRIC_INDEX[metric]))
+    def points(
+        self, site_id: int, metric: MetricType, start: int, end: int, site: SiteRead | None = None
+    ) -> list[Point]:
+        return parse_flat_points(self._read(site_id, "raw", start, end, _METRIC_INDEX[metric], site=site))
 
     def aggregate(
-        self, site_id: int, metric: MetricType, start: int, end: int, bucket: int, aggregation: str
+        self,
+        site_id: int,
+        metric: MetricType,
+        start: int,
+        end: int,
+        bucket: int,
+        aggregation: str,
+        site: SiteRead | None = None,
     ) -> list[Point]:
-        reply = self._read(site_id, "agg", start, end, _METRIC_INDEX[metric], aggregation, bucket)
+        reply = self._read(site_id, "agg", start, end, _METRIC_INDEX[metric], aggregation, bucket, site=site)
         return parse_flat_points(reply)
 
     def hour_sums(self, ranges: list[tuple[int, int, int]]) -> list[list[Point]]:
@@ -158,8 +179,16 @@ class CoreBackend:
         keys = (self.keys.series_meta_key(site_id), *self._partitions(site_id, range(lo, last_dead + 1)))
         return ScriptCall(script("core_trim"), keys, (self.retention_ms, lo))
 
-    def latest(self, site_id: int) -> dict[MetricType, Point]:
-        last, hi = self._meta([site_id], "last", "hi")[0]
+    def latest(self, site_id: int, site: SiteRead | None = None) -> dict[MetricType, Point]:
+        """The meta hash's ``last`` (and ``site``'s fields) in one round trip."""
+        if site is None:
+            last, hi = self._meta([site_id], "last", "hi")[0]
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hmget(self.keys.series_meta_key(site_id), ["last", "hi"])
+            pipe.hmget(self.keys.site_key(site_id), list(SITE_FIELDS))
+            (last, hi), fields = pipe.execute()
+            site.fill(fields)
         if last is not None:  # the meta hash keeps the newest reading
             ms, *values = to_str(last).split()
             return _latest(int(ms), *(float(v) for v in values))
@@ -173,8 +202,11 @@ class CoreBackend:
         generated, used, temp = (float(to_str(v)) for v in reply[1:4])
         return _latest(int(to_str(reply[0])), generated, used, temp)
 
-    def stats(self, site_id: int, start: int, end: int) -> tuple[PeriodStats | None, float | None]:
-        count, *values, capacity = self._read(site_id, "stats", start, end)
+    def stats(
+        self, site_id: int, start: int, end: int, carried: SumsFrom = NO_CARRY, site: SiteRead | None = None
+    ) -> tuple[PeriodStats | None, float | None]:
+        sums = (repr(carried.generated), repr(carried.used), repr(carried.temp))
+        count, *values, capacity = self._read(site_id, "stats", start, end, *sums, site=site)
         n = int(to_str(count))
         stats = PeriodStats(n, *(float(to_str(v)) for v in values)) if n else None
         return stats, float(to_str(capacity)) if to_str(capacity) else None

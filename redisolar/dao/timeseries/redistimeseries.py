@@ -26,13 +26,16 @@ from redis.exceptions import ResponseError
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
 from redisolar.dao.timeseries.base import (
+    NO_CARRY,
+    SITE_FIELDS,
     PeriodStats,
     Point,
     Record,
+    SiteRead,
+    SumsFrom,
     aggregate_points,
     pack_records,
     parse_points,
-    to_str,
 )
 from redisolar.models.site import MetricType
 
@@ -95,27 +98,46 @@ class RedisTimeSeriesBackend:
         )
         return ScriptCall(script("ts_write"), keys, args)
 
-    def points(self, site_id: int, metric: MetricType, start: int, end: int) -> list[Point]:
-        if metric is MetricType.NET_GENERATION:
-            return self._net_points(site_id, start, end)
-        reply = self._run(("TS.RANGE", self.keys.timeseries_key(site_id, metric), start, end - 1))
-        return parse_points(reply[0])
+    def _run_with_site(self, site_id: int, site: SiteRead | None, *commands: tuple[Any, ...]) -> list[Any]:
+        """``commands`` and, with ``site``, an HMGET of the site hash that fills it in: one round trip."""
+        if site is None:
+            return self._run(*commands)
+        *replies, fields = self._run(*commands, ("HMGET", self.keys.site_key(site_id), *SITE_FIELDS))
+        site.fill(fields)
+        return replies
 
-    def _net_points(self, site_id: int, start: int, end: int) -> list[Point]:
+    def points(
+        self, site_id: int, metric: MetricType, start: int, end: int, site: SiteRead | None = None
+    ) -> list[Point]:
+        if metric is MetricType.NET_GENERATION:
+            return self._net_points(site_id, start, end, site)
+        key = self.keys.timeseries_key(site_id, metric)
+        return parse_points(self._run_with_site(site_id, site, ("TS.RANGE", key, start, end - 1))[0])
+
+    def _net_points(self, site_id: int, start: int, end: int, site: SiteRead | None = None) -> list[Point]:
         """Generated − used at each timestamp (both series always hold the same timestamps)."""
         generated, used = (self.keys.timeseries_key(site_id, m) for m in _SERIES[:2])
-        replies = self._run(("TS.RANGE", generated, start, end - 1), ("TS.RANGE", used, start, end - 1))
+        replies = self._run_with_site(
+            site_id, site, ("TS.RANGE", generated, start, end - 1), ("TS.RANGE", used, start, end - 1)
+        )
         used_at = dict(parse_points(replies[1]))
         return [(ts, g - used_at[ts]) for ts, g in parse_points(replies[0]) if ts in used_at]
 
     def aggregate(
-        self, site_id: int, metric: MetricType, start: int, end: int, bucket: int, aggregation: str
+        self,
+        site_id: int,
+        metric: MetricType,
+        start: int,
+        end: int,
+        bucket: int,
+        aggregation: str,
+        site: SiteRead | None = None,
     ) -> list[Point]:
         if metric is MetricType.NET_GENERATION:
-            return aggregate_points(self._net_points(site_id, start, end), bucket, aggregation)
+            return aggregate_points(self._net_points(site_id, start, end, site), bucket, aggregation)
         key = self.keys.timeseries_key(site_id, metric)
-        reply = self._run(("TS.RANGE", key, start, end - 1, "AGGREGATION", aggregation, bucket))
-        return parse_points(reply[0])
+        command = ("TS.RANGE", key, start, end - 1, "AGGREGATION", aggregation, bucket)
+        return parse_points(self._run_with_site(site_id, site, command)[0])
 
     def hour_sums(self, ranges: list[tuple[int, int, int]]) -> list[list[Point]]:
         replies = self._run(
@@ -127,8 +149,8 @@ class RedisTimeSeriesBackend:
         )  # fmt: skip
         return [parse_points(reply) for reply in replies]
 
-    def latest(self, site_id: int) -> dict[MetricType, Point]:
-        replies = self._run(*(("TS.GET", key) for key in self._series(site_id)))
+    def latest(self, site_id: int, site: SiteRead | None = None) -> dict[MetricType, Point]:
+        replies = self._run_with_site(site_id, site, *(("TS.GET", key) for key in self._series(site_id)))
         latest = {
             metric: (int(reply[0]), float(reply[1]))
             for metric, reply in zip(_SERIES, replies, strict=True)
@@ -139,28 +161,35 @@ class RedisTimeSeriesBackend:
             latest[MetricType.NET_GENERATION] = (generated[0], generated[1] - used[1])
         return latest
 
-    def stats(self, site_id: int, start: int, end: int) -> tuple[PeriodStats | None, float | None]:
+    def stats(
+        self, site_id: int, start: int, end: int, carried: SumsFrom = NO_CARRY, site: SiteRead | None = None
+    ) -> tuple[PeriodStats | None, float | None]:
+        """Count, max and min as one bucket over the range; the sums per UTC hour (the module adds
+        a bucket's samples in time order), added here in time order from ``carried``'s."""
+        facts = site or SiteRead()
+        if end <= start:
+            self._run_with_site(site_id, facts)
+            return None, facts.capacity
         generated, used, temp = self._series(site_id)
-        whole = ("ALIGN", "start")
+
+        def one(key: str, aggregation: str, bucket: int) -> tuple[Any, ...]:
+            return ("TS.RANGE", key, start, end - 1, "AGGREGATION", aggregation, bucket, "ALIGN", "start")
+
         width = end - start
-
-        def one(key: str, aggregation: str) -> tuple[Any, ...]:
-            return ("TS.RANGE", key, start, end - 1, "AGGREGATION", aggregation, width, *whole)
-
-        *replies, capacity = self._run(
-            one(generated, "count"),
-            one(generated, "sum"),
-            one(generated, "max"),
-            one(generated, "min"),
-            one(used, "sum"),
-            one(temp, "sum"),
-            ("HGET", self.keys.site_key(site_id), "capacity"),
+        replies = self._run_with_site(
+            site_id,
+            facts,
+            one(generated, "count", width),
+            one(generated, "max", width),
+            one(generated, "min", width),
+            *(("TS.RANGE", k, start, end - 1, "AGGREGATION", "sum", HOUR) for k in (generated, used, temp)),
         )
-        capacity_kw = float(capacity) if to_str(capacity) else None
         if not replies[0]:
-            return None, capacity_kw
-        count, *values = (float(parse_points(r)[0][1]) if r else 0.0 for r in replies)
-        return PeriodStats(int(count), *values), capacity_kw
+            return None, facts.capacity
+        count, peak, low = (float(parse_points(r)[0][1]) for r in replies[:3])
+        sums = [_total(start_from, parse_points(r)) for start_from, r in zip(
+            (carried.generated, carried.used, carried.temp), replies[3:], strict=True)]  # fmt: skip
+        return PeriodStats(int(count), sums[0], peak, low, sums[1], sums[2]), facts.capacity
 
     def day_sums(self, ranges: list[tuple[int, int, int]]) -> dict[int, tuple[int, float, int]]:
         calls = [
@@ -177,3 +206,11 @@ class RedisTimeSeriesBackend:
     def delete(self, site_id: int) -> None:
         net = self.keys.timeseries_key(site_id, MetricType.NET_GENERATION)  # a series of older versions
         self.client.delete(*self._series(site_id), net, self.keys.series_meta_key(site_id))
+
+
+def _total(start: float, hours: list[Point]) -> float:
+    """``start`` plus each hour's sum, in time order."""
+    total = start
+    for _, value in hours:
+        total += value
+    return total
