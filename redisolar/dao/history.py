@@ -4,11 +4,17 @@
 Decisions:
 
 - **Written at ingest, absolutely.** ``history_set.lua`` runs right after the site's write script, in
-  the same pipeline (:meth:`HistoryDao.set_call`, queued by :meth:`TimeSeriesDao.write_records`), and
-  recomputes every hour and local day the batch touched from the raw readings now stored, never
-  from the previous rollup: a retried, repeated or overwriting write leaves exactly the rollup of
-  what is stored. An hour or day that began before the raw window (newest − retention) cannot be
-  recomputed (its older readings are gone) and is left as it was when it was whole.
+  the same pipeline (:meth:`HistoryDao.set_call`, queued by :meth:`TimeSeriesDao.write_records`),
+  recomputes every hour the batch touched from the raw readings now stored, then composes every
+  local day those hours touch from the hour records now stored (plus, for a zone whose offset is
+  not a whole hour, the raw readings of the partial hours at the day's edges), never from the
+  previous rollup: a retried, repeated or overwriting write leaves exactly the rollup of what is
+  stored, and a one-reading write costs an hour of readings and a day of hour records, whatever
+  the day holds. A day's count, min, max, first, last and peak are its readings'; its sum adds its
+  pieces' sums (each in time order) in time order, as a query of day buckets over the hours does,
+  which can differ in the last bits from adding the day's readings one by one (the day boards').
+  An hour or day that began before the raw window (newest − retention) cannot be recomputed (its
+  older readings are gone) and is left as it was when it was whole.
 - **One format on both backends.** A rollup is a fixed-size record of little-endian doubles (hour:
   count, peak time, then sum/min/max/first/last of wh_generated, wh_used and temp_c = 136 bytes;
   day: the same plus the day's start and end = 152 bytes) at slot ``n - B*size`` of a string per
@@ -53,6 +59,8 @@ DAY_BLOCK = 360
 HOUR_FIELDS = 17
 DAY_FIELDS = 19
 DEFAULT_HISTORY_MS = 3650 * DAY
+DAY_SPAN_HOURS = 27
+"""Hours either side of a touched hour that the local days it is in can reach (a day lasts ≤ 26 h)."""
 
 
 @dataclass(frozen=True)
@@ -120,19 +128,26 @@ class HistoryDao:
         self.history_ms = history_ms
 
     # -- writes ------------------------------------------------------------------------------------
-    def set_call(self, backend: str, site_id: int, records: list[Record], require_site: bool) -> ScriptCall:
-        """The ``history_set.lua`` call that recomputes the hours and local days ``records`` (sorted)
-        touched, to queue right after the site's write (``backend``: ``core`` or ``redistimeseries``)."""
+    def set_call(
+        self, backend: str, site_id: int, records: list[Record], require_site: bool, write: str = ""
+    ) -> ScriptCall:
+        """The ``history_set.lua`` call that recomputes the hours ``records`` (sorted) touched from the
+        raw readings and composes the local days those hours touch from the hour records, to queue
+        right after the site's write (``backend``: ``core`` or ``redistimeseries``; ``write``: ``h``
+        the hours only, ``d`` the days only, ``""`` both)."""
         hours = sorted({ts // HOUR for ts, *_ in records})
         first_day, last_day = records[0][0] // DAY, records[-1][0] // DAY
-        if backend == "core":  # a local day lies within UTC days d-1 .. d+1 of a reading of day d+-1
-            sources = range(max(0, first_day - 2), last_day + 3)
+        if backend == "core":  # the touched hours' UTC days, and the next ones: a local day's edge hours
+            sources = range(max(0, first_day - 1), last_day + 2)
             source_keys = tuple(self.keys.core_partition_key(site_id, d) for d in sources)
         else:
             sources = range(0)
             metrics = (MetricType.WH_GENERATED, MetricType.WH_USED, MetricType.TEMP_C)
             source_keys = tuple(self.keys.timeseries_key(site_id, m) for m in metrics)
-        hour_blocks = range(hours[0] // HOUR_BLOCK, hours[-1] // HOUR_BLOCK + 1)
+        # the hours of every local day a touched hour is in (a local day lasts at most 26 h)
+        hour_blocks = range(
+            max(0, hours[0] - DAY_SPAN_HOURS) // HOUR_BLOCK, (hours[-1] + DAY_SPAN_HOURS) // HOUR_BLOCK + 1
+        )
         day_blocks = range(max(0, first_day - 1) // DAY_BLOCK, (last_day + 1) // DAY_BLOCK + 1)
         dead: list[str] = []
         if self.history_ms:
@@ -165,26 +180,38 @@ class HistoryDao:
             day_blocks.start,
             len(day_blocks),
             len(dead),
+            write,
         )
         return ScriptCall(script("history_set"), keys, args)
 
     def rebuild(self, backend: str, site_id: int, start_ms: int, end_ms: int) -> int:
         """Recompute the site's rollups of every hour in ``[start_ms, end_ms)`` and of the local days
         they touch from its raw readings (for readings stored before the rollups existed: a
-        backfill of the raw window), a day of hours per call, 30 days per round trip; the same
-        script as at ingest, so exact and safe to repeat or to run beside writers. Returns the
-        number of hours visited."""
+        backfill of the raw window): first the hours, with those of the edge days (26 h either
+        side: a local day is composed of its hours' records), then the days, a day of hours per
+        call, 30 calls per round trip; the same script as at ingest, so exact and safe to repeat or
+        to run beside writers. Returns the number of hours in the range."""
         check_site_id(site_id)
         first, stop = max(start_ms, 0) // HOUR, -(-max(end_ms, 0) // HOUR)
-        calls = [
-            self.set_call(
-                backend, site_id, [(h * HOUR, 0.0, 0.0, 0.0) for h in range(d, min(d + 24, stop))], False
-            )
-            for d in range(first, stop, 24)
-        ]
-        for i in range(0, len(calls), 30):
-            run_scripts(self.client, calls[i : i + 30])
-        return max(0, stop - first)
+        if stop <= first:
+            return 0
+
+        def calls(lo: int, hi: int, write: str) -> list[ScriptCall]:
+            return [
+                self.set_call(
+                    backend,
+                    site_id,
+                    [(h * HOUR, 0.0, 0.0, 0.0) for h in range(d, min(d + 24, hi))],
+                    False,
+                    write,
+                )
+                for d in range(lo, hi, 24)
+            ]
+
+        todo = calls(max(0, first - DAY_SPAN_HOURS), stop + DAY_SPAN_HOURS, "h") + calls(first, stop, "d")
+        for i in range(0, len(todo), 30):
+            run_scripts(self.client, todo[i : i + 30])
+        return stop - first
 
     # -- reads -------------------------------------------------------------------------------------
     def _read(self, site_id: int, kind: str, first: int, stop: int) -> list[tuple[int, list[float]]]:

@@ -1,25 +1,37 @@
--- History rollups: recompute the UTC hours and the local days a write touched, ABSOLUTELY from the
--- site's raw readings (never incrementally: a retried or repeated call writes the same bytes).
+-- History rollups: recompute the UTC hours a write touched ABSOLUTELY from the site's raw readings,
+-- then compose the local days those hours touch ABSOLUTELY from the hour records now stored (never
+-- incrementally: a retried or repeated call writes the same bytes). The cost of a one-reading write
+-- is one hour of readings plus a local day of hour records, whatever the day holds.
 -- Runs right after the site's write script, in the same pipeline (redisolar/dao/history.py).
 -- KEYS[1] history meta hash 'hist:{site:ID}:meta' (newest: the newest reading rolled up; lh/hh:
 --   lowest/highest hour block written; ld/hd: lowest/highest day block written),
 -- KEYS[2] the site hash (its existence; 'tzt': its zone's offsets, lib/localday.lua; absent: UTC days),
 -- KEYS[3] the series meta hash 'tsmeta:{site:ID}',
--- KEYS[4 .. 3+NSRC] the raw readings: 'core' the day partitions of consecutive UTC days from ARGV[7];
+-- KEYS[4 .. 3+NSRC] the raw readings: 'core' the day partitions of consecutive UTC days from ARGV[7]
+--   (those of the touched hours and one day either side: a local day's edge hours lie there);
 --   'ts' the three series wh_generated, wh_used, temp_c,
--- then NH hour blocks 'hist:{site:ID}:h:B' (B = hour // 720) from block ARGV[8],
+-- then NH hour blocks 'hist:{site:ID}:h:B' (B = hour // 720) from block ARGV[8] (those of the touched
+--   hours and of every hour of the local days they touch),
 -- then ND day blocks 'hist:{site:ID}:d:B' (B = local day // 360) from block ARGV[10],
 -- then NDEAD block keys wholly older than the history window (deleted).
 -- ARGV[1] backend 'core'|'ts', ARGV[2] '1': only if the site hash exists, ARGV[3] raw retention ms
 -- (0 = none), ARGV[4] history ms (0 = forever), ARGV[5] the touched hours (comma separated hour
 -- numbers), ARGV[6] NSRC, ARGV[7] first partition day, ARGV[8] first hour block, ARGV[9] NH,
--- ARGV[10] first day block, ARGV[11] ND, ARGV[12] NDEAD.
+-- ARGV[10] first day block, ARGV[11] ND, ARGV[12] NDEAD, ARGV[13] what to write: 'h' the hours only,
+-- 'd' the local days only (composed from the hour records as they are), '' both (ingest).
 -- Records: an hour is 17 little-endian doubles (count, peak ms, then for wh_generated, wh_used,
 -- temp_c: sum, min, max, first, last); a day 19 (count, peak ms, start ms, end ms, then the same 15).
 -- Slot i of a block holds hour/day (block * size + i); a slot of zeros (count 0) is empty.
+-- A day is composed of its pieces in time order: its UTC hours (their records), and, where the zone's
+-- offset is not a whole hour (Asia/Kolkata, Australia/Adelaide, ...), the parts of the hours at its
+-- two edges (from the raw readings). Count, min, max, first, last and the peak (the first piece with
+-- the highest wh_generated: its first reading at that value) are those of the readings; a day's sum
+-- is its pieces' sums added in time order (each piece's own sum in time order): the same sum a
+-- query of day buckets over the hours gives, within the last bits of the readings added in order.
 -- An hour or day that starts before the raw window (newest - retention) is left as it is: its older
 -- readings are gone, so it cannot be recomputed (but one without a record yet, a backfill near the
--- window's start, gets the rollup of its visible readings). Returns {hours written, days written}.
+-- window's start, gets the rollup of its visible readings; such a day, of its hours' records).
+-- Returns {hours written, days written}.
 --@include lib/localday.lua
 local HOUR = 3600000
 local DAY = 86400000
@@ -27,6 +39,7 @@ local HBLOCK = 720
 local DBLOCK = 360
 local HREC = 136
 local DREC = 152
+local HFORMAT = '<' .. string.rep('d', 17)
 local backend = ARGV[1]
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return {0, 0} end
 local retention = tonumber(ARGV[3])
@@ -36,6 +49,7 @@ local d0 = tonumber(ARGV[7])
 local hb0, nh = tonumber(ARGV[8]), tonumber(ARGV[9])
 local db0, nd = tonumber(ARGV[10]), tonumber(ARGV[11])
 local ndead = tonumber(ARGV[12])
+local write_hours, write_days = ARGV[13] ~= 'd', ARGV[13] ~= 'h'
 local HKEY0 = 3 + nsrc
 local DKEY0 = HKEY0 + nh
 local DEAD0 = DKEY0 + nd
@@ -51,74 +65,43 @@ if newest == nil then return {0, 0} end
 local visible = -1
 if retention > 0 then visible = newest - retention end
 
--- Core: the readings in [lo, hi) (those still visible), as four parallel arrays.
-local parts = {}  -- core: each partition read once per call (an hour and its day read the same one)
-local function partition(k)
-  if parts[k] == nil then parts[k] = redis.call('GET', KEYS[k]) end
-  return parts[k]
-end
-local function readings(lo, hi)
-  if lo < visible then lo = visible end
+-- Core: the readings in [lo, hi) (an hour or less) as four parallel arrays (times and the three
+-- metrics, in time order), read by ranges of their partitions: a binary search for the first and
+-- then the records up to hi, never a whole partition (GET of a 1-minute day, 40 KB, into Lua costs
+-- more than the rest of the script).
+local REC = 28
+local function core_readings(lo, hi)
   local T, G, U, C = {}, {}, {}, {}
-  if hi <= lo then return T, G, U, C end
-  do
-    for day = math.floor(lo / DAY), math.floor((hi - 1) / DAY) do
-      local k = 4 + day - d0
-      local part = (k >= 4 and k <= 3 + nsrc) and partition(k)
-      if part then
-        local base = day * DAY
-        local n = #part / 28
-        local a, b = 0, n  -- first record whose time is >= lo
-        while a < b do
-          local mid = math.floor((a + b) / 2)
-          if base + struct.unpack('<I4', part, mid * 28 + 1) < lo then a = mid + 1 else b = mid end
-        end
-        for i = a, n - 1 do
-          local off, g, u, c = struct.unpack('<I4ddd', part, i * 28 + 1)
-          local ts = base + off
-          if ts >= hi then break end
-          T[#T + 1], G[#G + 1], U[#U + 1], C[#C + 1] = ts, g, u, c
-        end
+  for day = math.floor(lo / DAY), math.floor((hi - 1) / DAY) do
+    local k = 4 + day - d0
+    if k < 4 or k > 3 + nsrc then
+      return error('history_set: the partition of UTC day ' .. day .. ' is not declared')
+    end
+    local n = redis.call('STRLEN', KEYS[k]) / REC
+    local base = day * DAY
+    local a, b = 0, n  -- the first record whose time is >= lo
+    while a < b do
+      local mid = math.floor((a + b) / 2)
+      local off = struct.unpack('<I4', redis.call('GETRANGE', KEYS[k], mid * REC, mid * REC + 3))
+      if base + off < lo then a = mid + 1 else b = mid end
+    end
+    while a < n do
+      local m = math.min(n - a, 64)
+      local chunk = redis.call('GETRANGE', KEYS[k], a * REC, (a + m) * REC - 1)
+      for p = 1, m * REC, REC do
+        local off, g, u, c = struct.unpack('<I4ddd', chunk, p)
+        if base + off >= hi then a = n; break end
+        T[#T + 1], G[#G + 1], U[#U + 1], C[#C + 1] = base + off, g, u, c
       end
+      a = a + m
     end
   end
   return T, G, U, C
 end
 
--- RedisTimeSeries: the module reduces [lo, hi) itself (one bucket of hi - lo aligned at lo; its
--- sums run in time order too), the peak is the first sample at the max: no sample crosses into Lua.
-local function num(v)  -- the module replies with a status (RESP2) or a double (RESP3)
-  if type(v) == 'table' then v = v.ok or v.double end
-  return tonumber(v)
-end
-local function ts_rollup(lo, hi)
-  if lo < visible then lo = visible end
-  if hi <= lo then return nil end
-  local from, to, width = string.format('%d', lo), string.format('%d', hi - 1), string.format('%d', hi - lo)
-  local function reduce(k, aggregation)
-    local r = redis.pcall('TS.RANGE', KEYS[k], from, to, 'ALIGN', from, 'AGGREGATION', aggregation, width)
-    if type(r) ~= 'table' or not r[1] then return nil end
-    return num(r[1][2])
-  end
-  local n = reduce(4, 'count')
-  if not n or n == 0 then return nil end
-  local out = {n, 0}
-  for m = 1, 3 do
-    for _, aggregation in ipairs({'sum', 'min', 'max', 'first', 'last'}) do
-      out[#out + 1] = reduce(3 + m, aggregation)
-    end
-  end
-  local peak = out[5]
-  local at = redis.call('TS.RANGE', KEYS[4], from, to, 'FILTER_BY_VALUE', string.format('%.17g', peak),
-    string.format('%.17g', peak), 'COUNT', 1)
-  out[2] = tonumber(at[1][1])
-  return out
-end
-
--- count, peak ms, then sum/min/max/first/last of each metric (sums in time order, as the raw reads).
-local function rollup(lo, hi)
-  if backend ~= 'core' then return ts_rollup(lo, hi) end
-  local T, G, U, C = readings(lo, hi)
+-- {count, peak ms, then sum (in time order), min, max, first, last of each metric} of readings
+-- given as parallel arrays, or nil without readings; the peak: the first reading at the max.
+local function reduce(T, G, U, C)
   local n = #T
   if n == 0 then return nil end
   local out = {n, T[1]}
@@ -135,6 +118,55 @@ local function rollup(lo, hi)
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4], out[#out + 5] = s, lo_v, hi_v, V[1], V[n]
   end
   return out
+end
+
+-- RedisTimeSeries: a few samples cross into Lua (3 raw ranges); more are reduced by the module
+-- itself (one bucket of hi - lo aligned at lo, sums in time order too; the peak: the first sample
+-- at the max), 17 calls whose cost hardly grows with the samples, where converting the samples
+-- to Lua would (about 0.5 us each).
+local TS_RAW_MAX = 16
+local function num(v)  -- the module replies with a status (RESP2) or a double (RESP3)
+  if type(v) == 'table' then v = v.ok or v.double end
+  return tonumber(v)
+end
+local function ts_rollup(lo, hi)
+  local from, to, width = string.format('%d', lo), string.format('%d', hi - 1), string.format('%d', hi - lo)
+  local function aggregate(k, aggregation)
+    local r = redis.pcall('TS.RANGE', KEYS[k], from, to, 'ALIGN', from, 'AGGREGATION', aggregation, width)
+    if type(r) ~= 'table' or not r[1] then return nil end
+    return num(r[1][2])
+  end
+  local n = aggregate(4, 'count')
+  if not n or n == 0 then return nil end
+  if n <= TS_RAW_MAX then
+    local T, V = {}, {}
+    for m = 1, 3 do
+      local r = redis.call('TS.RANGE', KEYS[3 + m], from, to)
+      V[m] = {}
+      for i = 1, #r do V[m][i] = num(r[i][2]) end
+      if m == 1 then for i = 1, #r do T[i] = tonumber(r[i][1]) end end
+    end
+    return reduce(T, V[1], V[2], V[3])
+  end
+  local out = {n, 0}
+  for m = 1, 3 do
+    for _, aggregation in ipairs({'sum', 'min', 'max', 'first', 'last'}) do
+      out[#out + 1] = aggregate(3 + m, aggregation)
+    end
+  end
+  local peak = out[5]
+  local at = redis.call('TS.RANGE', KEYS[4], from, to, 'FILTER_BY_VALUE', string.format('%.17g', peak),
+    string.format('%.17g', peak), 'COUNT', 1)
+  out[2] = tonumber(at[1][1])
+  return out
+end
+
+-- The rollup of the visible readings in [lo, hi) (see reduce), or nil without readings.
+local function rollup(lo, hi)
+  if lo < visible then lo = visible end
+  if hi <= lo then return nil end
+  if backend ~= 'core' then return ts_rollup(lo, hi) end
+  return reduce(core_readings(lo, hi))
 end
 
 -- A block is created whole (zeros), so it is allocated once at its size (SETRANGE grows a string
@@ -165,53 +197,111 @@ if history > 0 then horizon = newest - history end
 
 local hours_written = 0
 local lh, hh = tonumber(meta[2]), tonumber(meta[3])
-for h in string.gmatch(ARGV[5], '%d+') do
-  local hour = tonumber(h)
-  local start = hour * HOUR
-  local block = math.floor(hour / HBLOCK)
-  local k = HKEY0 + 1 + block - hb0
-  local offset = (hour - block * HBLOCK) * HREC
-  if start >= horizon and k > HKEY0 and k <= DKEY0 and (start >= visible or empty(k, offset)) then
-    local record = rollup(start, start + HOUR)
-    put(k, offset, HREC, record, HBLOCK * HREC)
-    if record then
-      widen('lh', 'hh', lh, hh, block)
-      lh, hh = math.min(lh or block, block), math.max(hh or block, block)
+if write_hours then
+  for h in string.gmatch(ARGV[5], '%d+') do
+    local hour = tonumber(h)
+    local start = hour * HOUR
+    local block = math.floor(hour / HBLOCK)
+    local k = HKEY0 + 1 + block - hb0
+    local offset = (hour - block * HBLOCK) * HREC
+    if start >= horizon and k > HKEY0 and k <= DKEY0 and (start >= visible or empty(k, offset)) then
+      local record = rollup(start, start + HOUR)
+      put(k, offset, HREC, record, HBLOCK * HREC)
+      if record then
+        widen('lh', 'hh', lh, hh, block)
+        lh, hh = math.min(lh or block, block), math.max(hh or block, block)
+      end
+      hours_written = hours_written + 1
     end
-    hours_written = hours_written + 1
   end
+end
+
+-- The records of hours first .. stop - 1 that hold readings, in order, from the hour blocks.
+local function hour_records(first, stop)
+  local out = {}
+  local hour = first
+  while hour < stop do
+    local block = math.floor(hour / HBLOCK)
+    local k = HKEY0 + 1 + block - hb0
+    if k <= HKEY0 or k > DKEY0 then
+      return error('history_set: the hour block ' .. block .. ' is not declared')
+    end
+    local last = math.min(stop, (block + 1) * HBLOCK)
+    local base = (hour - block * HBLOCK) * HREC
+    local data = redis.call('GETRANGE', KEYS[k], base, (last - block * HBLOCK) * HREC - 1)
+    for p = 1, #data - HREC + 1, HREC do
+      if struct.unpack('<d', data, p) > 0 then out[#out + 1] = {struct.unpack(HFORMAT, data, p)} end
+    end
+    hour = last
+  end
+  return out
+end
+
+-- A local day [start, stop) from its pieces in time order (see the header): its record without the
+-- bounds, or nil without readings.
+local function compose(start, stop)
+  local pieces = {}
+  local a, b = math.ceil(start / HOUR), math.floor(stop / HOUR)  -- its whole hours: a .. b - 1
+  if a > b then
+    pieces[1] = rollup(start, stop)  -- a day shorter than an hour, inside one
+  else
+    pieces[1] = a * HOUR > start and rollup(start, a * HOUR) or false
+    for _, r in ipairs(hour_records(a, b)) do pieces[#pieces + 1] = r end
+    pieces[#pieces + 1] = b * HOUR < stop and rollup(b * HOUR, stop) or false
+  end
+  local out
+  for _, p in ipairs(pieces) do
+    if p then
+      if not out then
+        out = {p[1], p[2]}
+        for i = 3, 17 do out[i] = p[i] end
+        out[3] = 0.0 + p[3]; out[8] = 0.0 + p[8]; out[13] = 0.0 + p[13]
+      else
+        out[1] = out[1] + p[1]
+        if p[5] > out[5] then out[2] = p[2] end
+        for i = 3, 13, 5 do  -- each metric: sum, min, max, (first stays), last
+          out[i] = out[i] + p[i]
+          if p[i + 1] < out[i + 1] then out[i + 1] = p[i + 1] end
+          if p[i + 2] > out[i + 2] then out[i + 2] = p[i + 2] end
+          out[i + 4] = p[i + 4]
+        end
+      end
+    end
+  end
+  return out
 end
 
 -- Local days in the site's zone (its 'tzt'; UTC days without one).
-local tzt = redis.call('HGET', KEYS[2], 'tzt')
-
-local days, seen = {}, {}
-for h in string.gmatch(ARGV[5], '%d+') do
-  local start = tonumber(h) * HOUR
-  for _, t in ipairs({start, start + HOUR - 1}) do
-    local d = local_day(t, tzt)
-    if not seen[d] then seen[d] = true; days[#days + 1] = d end
-  end
-end
 local days_written = 0
-local ld, hd = tonumber(meta[4]), tonumber(meta[5])
-for _, day in ipairs(days) do
-  local start, stop = local_day_bounds(day, tzt)
-  local block = math.floor(day / DBLOCK)
-  local k = DKEY0 + 1 + block - db0
-  local offset = (day - block * DBLOCK) * DREC
-  if start >= horizon and k > DKEY0 and k <= DEAD0 and (start >= visible or empty(k, offset)) then
-    local record = rollup(start, stop)
-    if record then
-      table.insert(record, 3, start)
-      table.insert(record, 4, stop)
+if write_days then
+  local tzt = redis.call('HGET', KEYS[2], 'tzt')
+  local days, seen = {}, {}
+  for h in string.gmatch(ARGV[5], '%d+') do
+    local start = tonumber(h) * HOUR
+    for _, t in ipairs({start, start + HOUR - 1}) do
+      local d = local_day(t, tzt)
+      if not seen[d] then seen[d] = true; days[#days + 1] = d end
     end
-    put(k, offset, DREC, record, DBLOCK * DREC)
-    if record then
-      widen('ld', 'hd', ld, hd, block)
-      ld, hd = math.min(ld or block, block), math.max(hd or block, block)
+  end
+  local ld, hd = tonumber(meta[4]), tonumber(meta[5])
+  for _, day in ipairs(days) do
+    local start, stop = local_day_bounds(day, tzt)
+    local block = math.floor(day / DBLOCK)
+    local k = DKEY0 + 1 + block - db0
+    local offset = (day - block * DBLOCK) * DREC
+    if start >= horizon and k > DKEY0 and k <= DEAD0 and (start >= visible or empty(k, offset)) then
+      local record = compose(start, stop)
+      if record then
+        table.insert(record, 3, start)
+        table.insert(record, 4, stop)
+      end
+      put(k, offset, DREC, record, DBLOCK * DREC)
+      if record then
+        widen('ld', 'hd', ld, hd, block)
+        ld, hd = math.min(ld or block, block), math.max(hd or block, block)
+      end
+      days_written = days_written + 1
     end
-    days_written = days_written + 1
   end
 end
 
