@@ -284,9 +284,10 @@ def profiled(call: Callable[[], None], requests: int) -> str:
 def _header(args: argparse.Namespace) -> str:
     state = git_state()
     load = os.getloadavg()
+    changed = " (+ uncommitted changes in redisolar/)" if state.get("redisolar_changed") else ""
     return (
         f"bench/profile_routes.py --label {args.label} --requests {args.requests}; "
-        f"commit {state.get('commit', '?')[:12]}{' (+ uncommitted changes in redisolar/)' if state.get('redisolar_changed') else ''}; "
+        f"commit {state.get('commit', '?')[:12]}{changed}; "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load average {load[0]:.2f} on {os.cpu_count()} cores\n"
     )
 

@@ -148,20 +148,21 @@ class _Probe:
 
 
 def _probe() -> _Probe:
-    """PING, then INFO server and memory in one round trip (of every primary, on a cluster)."""
+    """PING, INFO server and INFO memory in one round trip (of every primary, on a cluster)."""
     client = services().redis
     if store.is_cluster(client):
         return _cluster_probe(client)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        return _Probe(None, AUTH_HINT if is_auth_failure(exc) else "unreachable: try again shortly")
     pipe = client.pipeline(transaction=False)
+    pipe.ping()
     pipe.info("server")
     pipe.info("memory")
     try:
-        server, memory = pipe.execute()
-    except redis.RedisError:  # INFO not allowed (ACL) or Redis gone meanwhile: say what is known
+        pong, server, memory = pipe.execute(raise_on_error=False)
+    except redis.RedisError as exc:  # no connection (or refused credentials)
+        return _Probe(None, AUTH_HINT if is_auth_failure(exc) else "unreachable: try again shortly")
+    if isinstance(pong, redis.RedisError):  # (an error reply to PING: e.g. NOAUTH)
+        return _Probe(None, AUTH_HINT if is_auth_failure(pong) else "unreachable: try again shortly")
+    if isinstance(server, Exception) or isinstance(memory, Exception):  # INFO not allowed (ACL)
         return _Probe("unknown")
     return _Probe(str(server.get("redis_version", "unknown")), storage=storage_state(memory))
 

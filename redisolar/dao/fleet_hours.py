@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
@@ -144,17 +145,29 @@ class FleetHours:
     def period(self, since_ms: int, hours: Iterable[int]) -> tuple[float, int]:
         """The fleet's Wh over ``hours`` (the sum of every part's hour totals) and how many sites
         have their newest reading at ``since_ms`` or later: one round trip, S × (hours + 1) commands."""
-        hours = list(hours)
         pipe = self.client.pipeline(transaction=False)
+        read = self.queue_period(pipe, since_ms, hours)
+        return read(pipe.execute())
+
+    def queue_period(
+        self, pipe: Pipeline, since_ms: int, hours: Iterable[int]
+    ) -> Callable[[list[Any]], tuple[float, int]]:
+        """Queue :meth:`period`'s commands on ``pipe`` (so a caller can add its own to the same round
+        trip); the function returned reads their replies from the head of the pipeline's replies."""
+        hours = list(hours)
         for shard in self.keys.shards():
             pipe.zcount(self.keys.fleet_last_seen_key(shard), since_ms, "+inf")
             for hour in hours:
                 pipe.get(self.keys.fleet_hour_total_key(hour, shard))
-        replies = pipe.execute()
         step = len(hours) + 1
+        size = step * len(self.keys.shards())
+        return lambda replies: self._period_of(replies[:size], step)
+
+    @classmethod
+    def _period_of(cls, replies: list[Any], step: int) -> tuple[float, int]:
         active = sum(int(replies[i]) for i in range(0, len(replies), step))
         totals = [v for i, v in enumerate(replies) if i % step]
-        return self.sum_totals(totals), active
+        return cls.sum_totals(totals), active
 
     @staticmethod
     def sum_totals(replies: Iterable[Any]) -> float:

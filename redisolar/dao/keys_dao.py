@@ -160,7 +160,7 @@ class ApiKeyDao:
         it knows; the registry is read otherwise, and a failed read keeps what it knew, if anything."""
         ask = want_exists and self.presence.must_ask()
         if policy is None:
-            return AddressCheck(None, self._keys_exist() if want_exists else None, None)
+            return self._presence(want_exists, ask, prefetch_site)
         keys = (self.keys.address_bucket_key(address, budget),)
         args = _args("", policy, None, budget)
         try:
@@ -175,18 +175,27 @@ class ApiKeyDao:
         known = self.presence.seen if want_exists else None  # as just read, or remembered
         return AddressCheck(_key_check(reply, policy).rate, known, site_exists)
 
-    def _keys_exist(self) -> bool:
-        """Whether any key exists: from :attr:`presence` while it knows, else read (a failed read
-        keeps "keys exist" when they had been seen)."""
-        if not self.presence.must_ask():
-            return True
+    def _presence(self, want_exists: bool, ask: bool, site: int | None) -> AddressCheck:
+        """Without a budget to take: whether keys exist (read if ``ask``) and whether ``site`` exists
+        (when given), in one round trip (none when neither is needed). A failed registry read keeps
+        "keys exist" when they had been seen (the site is then left to the view)."""
+        commands: list[tuple[Any, ...]] = [("EXISTS", self.keys.api_keys_key())] if ask else []
+        if site is not None:
+            commands.append(("EXISTS", self.keys.site_key(site)))
         try:
-            return self.any_exist()
+            replies = self._send(commands) if commands else []
+            for item in replies:
+                if isinstance(item, Exception):
+                    raise item
         except UNREACHABLE:
-            if not self.presence.seen:
+            if not (ask and self.presence.seen):
                 raise
             self.presence.keep()
-            return True
+            return AddressCheck(None, True, None)
+        if ask:
+            self.presence.learn(bool(replies[0]))
+        known = self.presence.seen if want_exists else None  # as just read, or remembered
+        return AddressCheck(None, known, bool(replies[-1]) if site is not None else None)
 
     def _run(
         self, keys: tuple[str, ...], args: tuple[Any, ...], *, registry: bool, site: int | None

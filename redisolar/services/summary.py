@@ -6,32 +6,53 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from redisolar.dao.board_sums import resum
 from redisolar.dao.daily_boards import efficiency_percent
-from redisolar.timeutil import utcnow
+from redisolar.dao.key_manager import KeyManager
+from redisolar.errors import InvalidQuery
+from redisolar.timeutil import as_utc, from_ms, to_ms, utcnow
 
 if TYPE_CHECKING:
     from redisolar.services import Services
+
+MS_PER_HOUR = 3_600_000
 
 
 def fleet_summary(services: Services, now: datetime | None = None, hours: int = 24) -> dict[str, Any]:
     """The fleet over the last ``hours`` clock hours (the current one included, so the period starts
     on the hour): sites, capacity, generation, reporting sites, capacity factor.
 
-    Three round trips whatever the fleet size: the generation comes from the hourly fleet totals
-    kept at ingest, the capacity from a server-side sum.
+    One round trip whatever the fleet size (a second one the first time the capacity board's running
+    sum is missing): the generation comes from the hourly fleet totals kept at ingest
+    (:meth:`FleetHours.queue_period`), the capacity from the capacity board's running sum, the count
+    of sites from the id index, all read in the same pipeline.
     """
-    fleet = services.timeseries.get_fleet_generation(now or utcnow(), hours)
-    total_capacity = services.sites.get_total_capacity()
-    period_hours = (fleet.period_end - fleet.period_start) / timedelta(hours=1)
-    efficiency = efficiency_percent(fleet.wh_generated, total_capacity, period_hours)
+    if not 1 <= hours <= 24 * 400:
+        raise InvalidQuery("hours must be between 1 and 9600")
+    now = as_utc(now or utcnow())
+    last = to_ms(now) // MS_PER_HOUR
+    start = (last - hours + 1) * MS_PER_HOUR
+    keys = services.keys
+    board = keys.capacity_leaderboard_key()
+    pipe = services.redis.pipeline(transaction=False)
+    read_fleet = services.timeseries.fleet.queue_period(pipe, start, range(last - hours + 1, last + 1))
+    pipe.get(KeyManager.board_sum_key(board))
+    pipe.zcard(keys.site_ids_key())
+    replies = pipe.execute()
+    generated, active = read_fleet(replies)
+    stored_capacity, site_count = replies[-2:]
+    total_capacity = float(stored_capacity) if stored_capacity is not None else resum(services.redis, board)
+    generated = max(generated, 0.0)
+    period_start = from_ms(start)
+    efficiency = efficiency_percent(generated, total_capacity, (now - period_start) / timedelta(hours=1))
     return {
-        "total_sites": services.sites.count(),
-        "active_sites_24h": fleet.active_sites,
+        "total_sites": int(site_count),
+        "active_sites_24h": active,
         "total_capacity_kw": total_capacity,
-        "total_generation_24h_wh": fleet.wh_generated,
+        "total_generation_24h_wh": generated,
         "overall_efficiency_percent": efficiency or 0.0,
-        "period_start": fleet.period_start.isoformat(),
-        "period_end": fleet.period_end.isoformat(),
+        "period_start": period_start.isoformat(),
+        "period_end": now.isoformat(),
     }
 
 
