@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -153,9 +154,10 @@ def _probe() -> _Probe:
     if store.is_cluster(client):
         return _cluster_probe(client)
     pipe = client.pipeline(transaction=False)
+    pipe.response_callbacks = _InfoAsText(pipe.response_callbacks)  # type: ignore[assignment]
     pipe.ping()
-    pipe.info("server")
-    pipe.info("memory")
+    pipe.execute_command("INFO", "server")
+    pipe.execute_command("INFO", "memory")
     try:
         pong, server, memory = pipe.execute(raise_on_error=False)
     except redis.RedisError as exc:  # no connection (or refused credentials)
@@ -164,7 +166,39 @@ def _probe() -> _Probe:
         return _Probe(None, AUTH_HINT if is_auth_failure(pong) else "unreachable: try again shortly")
     if isinstance(server, Exception) or isinstance(memory, Exception):  # INFO not allowed (ACL)
         return _Probe("unknown")
-    return _Probe(str(server.get("redis_version", "unknown")), storage=storage_state(memory))
+    version = _info_fields(server, VERSION_FIELDS).get("redis_version", "unknown")
+    return _Probe(version, storage=storage_state(_info_fields(memory, MEMORY_FIELDS)))
+
+
+VERSION_FIELDS = frozenset({"redis_version"})
+MEMORY_FIELDS = frozenset({"used_memory", "maxmemory", "maxmemory_policy"})
+"""The fields of ``INFO memory`` that :func:`~redisolar.redis_faults.storage_state` reads."""
+
+
+class _InfoAsText:
+    """A pipeline's reply callbacks, except INFO's: its reply stays text, and :func:`_info_fields`
+    reads the few fields ``/health`` needs (redis-py's INFO parser converts every field of the
+    section, most of the probe's cost)."""
+
+    def __init__(self, callbacks: Any) -> None:
+        self._callbacks = callbacks
+
+    def __contains__(self, command: object) -> bool:
+        return str(command).upper() != "INFO" and command in self._callbacks
+
+    def __getitem__(self, command: str) -> Any:
+        return self._callbacks[command]
+
+
+def _info_fields(reply: bytes | str, names: frozenset[str]) -> dict[str, str]:
+    """The ``names`` fields of an INFO reply's ``name:value`` lines."""
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    fields = {}
+    for line in text.splitlines():
+        name, colon, value = line.partition(":")
+        if colon and name in names:
+            fields[name] = value
+    return fields
 
 
 def _cluster_probe(client: redis.Redis) -> _Probe:
@@ -218,8 +252,10 @@ def _timeseries_backend() -> str | None:
         return None
 
 
+@lru_cache(maxsize=16)
 def _where(config: Config) -> dict[str, Any]:
-    """Where ``config`` points: url (without credentials), host, port, db, key prefix."""
+    """Where ``config`` points: url (without credentials), host, port, db, key prefix (worked out
+    once per configuration: callers copy it into their bodies)."""
     place: dict[str, Any] = {
         "url": config.describe(),
         "host": config.redis_host,
