@@ -150,12 +150,15 @@ def served(backend_server: Any, client: redis.Redis, tmp_path: Path) -> Iterator
 
 
 def next_reading(lines: Iterator[str]) -> tuple[str, dict[str, Any]]:
-    """Read SSE lines up to the next event that carries an id: (id, data)."""
-    event_id = ""
+    """Read SSE lines up to the next ``reading`` event (others, e.g. the ``rank`` events of a site's
+    first reading of the day, are skipped): (id, data)."""
+    event_id, kind = "", ""
     for line in lines:
         if line.startswith("id: "):
-            event_id = line[4:]
-        elif line.startswith("data: ") and event_id:
+            event_id, kind = line[4:], ""
+        elif line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: ") and event_id and kind == "reading":
             return event_id, json.loads(line[6:])
     raise AssertionError("the stream ended")
 

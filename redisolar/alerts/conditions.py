@@ -115,7 +115,11 @@ def underperformance(rule: Rule, data: SiteData, now_ms: int, yield_of: YieldOf)
 
 def threshold(rule: Rule, data: SiteData) -> Verdict:
     """The metric's newest reading compared with the rule's value."""
-    latest = data.latest.get(rule.metric or "")
+    return threshold_of(rule, data.latest.get(rule.metric or ""))
+
+
+def threshold_of(rule: Rule, latest: tuple[int, float] | None) -> Verdict:
+    """A threshold rule on ``latest`` = (ms, value) of its metric's newest reading (None: unknown)."""
     if latest is None or rule.op is None or rule.value is None:
         return Verdict(None)
     ms, value = latest

@@ -14,7 +14,6 @@ round trip per site: keep fleet-wide thresholds few).
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time as clock
 from collections.abc import Callable
@@ -27,7 +26,7 @@ import redis
 from redisolar.alerts import conditions
 from redisolar.alerts.conditions import SiteData, Verdict
 from redisolar.alerts.rules import Rule, RuleStore, rules_for_site
-from redisolar.alerts.store import AlertStore, Opening, Resolving
+from redisolar.alerts.store import AlertStore, Opening, Resolving, new_alert
 from redisolar.events import publish
 from redisolar.models.site import MetricType
 from redisolar.services import Services
@@ -234,7 +233,7 @@ class AlertEvaluator:
             for rule in applying:
                 verdict = _verdict(rule, d, now_ms, yields) if d is not None else Verdict(None)
                 if verdict.holds and rule.id not in open_rules:
-                    openings.append(Opening(site_id, rule.id, _alert(site_id, rule, verdict, at)))
+                    openings.append(Opening(site_id, rule.id, new_alert(site_id, rule, verdict, at)))
                 elif verdict.holds is False and rule.id in open_rules:
                     resolvings.append(Resolving(site_id, rule.id, at, verdict.values, "condition cleared"))
             for rule_id in set(open_rules) - {r.id for r in applying}:
@@ -297,19 +296,3 @@ def _yields(data: dict[int, SiteData]) -> conditions.YieldOf:
         return d.sums[window][0] / 1000 / d.site.capacity
 
     return of
-
-
-def _alert(site_id: int, rule: Rule, verdict: Verdict, at: str) -> dict[str, Any]:
-    return {
-        "id": secrets.token_hex(6),
-        "site_id": site_id,
-        "rule_id": rule.id,
-        "kind": rule.kind,
-        "state": "open",
-        "message": rule.describe(),
-        "opened_at": at,
-        "resolved_at": None,
-        "values": verdict.values,
-        "resolved_values": None,
-        "resolution": None,
-    }

@@ -181,6 +181,7 @@ class RuleStore:
         if create and self.redis.hlen(self.key) >= MAX_RULES:
             raise InvalidInput(f"At most {MAX_RULES} alert rules")
         self.redis.hset(self.key, rule.id, json.dumps(rule.to_json()))
+        _changed()
         return rule
 
     def ensure_defaults(self) -> int:
@@ -188,11 +189,14 @@ class RuleStore:
         one later keeps it deleted). Returns how many were stored."""
         if not self.redis.set(self.defaults_key, "1", nx=True):
             return 0
-        return sum(int(self.redis.hsetnx(self.key, r.id, json.dumps(r.to_json()))) for r in DEFAULT_RULES)
+        stored = sum(int(self.redis.hsetnx(self.key, r.id, json.dumps(r.to_json()))) for r in DEFAULT_RULES)
+        _changed()
+        return stored
 
     def delete(self, rule_id: str) -> None:
         if not self.redis.hdel(self.key, rule_id):
             raise RuleNotFound(rule_id)
+        _changed()
 
 
 class RuleExists(RediSolarError):
@@ -202,6 +206,20 @@ class RuleExists(RediSolarError):
 
     def __init__(self, rule_id: str) -> None:
         super().__init__(f"An alert rule {rule_id!r} exists", {"rule_id": rule_id})
+
+
+_generation = [0]
+"""How many times this process changed the rules: its ingest-time rule caches
+(:mod:`redisolar.alerts.at_ingest`) read them again when it moved."""
+
+
+def _changed() -> None:
+    _generation[0] += 1
+
+
+def generation() -> int:
+    """This process's count of rule changes (see :data:`_generation`)."""
+    return _generation[0]
 
 
 def _decode(raw: bytes | str) -> Rule:

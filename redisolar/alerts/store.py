@@ -13,12 +13,15 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from redisolar.alerts.conditions import Verdict
+from redisolar.alerts.rules import Rule
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
 from redisolar.timeutil import to_ms
@@ -78,17 +81,33 @@ class AlertStore:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Open and resolve (one round trip on the sites' slots, one on ``{alerts}``). Returns the
         alerts that opened and those that resolved (not those that were open, or closed, already)."""
-        calls = [self._open_call(o) for o in openings] + [self._resolve_call(r) for r in resolvings]
-        replies = run_scripts(self.redis, calls) if calls else []
-        opened = [o.alert for o, reply in zip(openings, replies, strict=False) if int(reply[0]) == 1]
-        resolved = [json.loads(_text(r)) for r in replies[len(openings) :] if r]
-        index = [self._index_call("open", a["site_id"], a["id"], to_ms_iso(a["opened_at"])) for a in opened]
-        index += [
-            self._index_call("resolve", a["site_id"], a["id"], to_ms_iso(a["resolved_at"])) for a in resolved
-        ]
+        calls = self.calls(openings, resolvings)
+        opened, resolved = self.results(openings, run_scripts(self.redis, calls) if calls else [])
+        index = self.index_calls(opened, resolved)
         if index:
             run_scripts(self.redis, index)
         return opened, resolved
+
+    def calls(self, openings: list[Opening], resolvings: list[Resolving]) -> list[ScriptCall]:
+        """The site-slot calls opening and resolving (``alert_open.lua`` and ``alert_resolve.lua``, in
+        that order), to run in the caller's round trip; then :meth:`results` of their replies."""
+        return [self._open_call(o) for o in openings] + [self._resolve_call(r) for r in resolvings]
+
+    @staticmethod
+    def results(
+        openings: list[Opening], replies: list[Any]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The alerts that opened and those that resolved, from the replies of :meth:`calls`."""
+        opened = [o.alert for o, reply in zip(openings, replies, strict=False) if int(reply[0]) == 1]
+        resolved = [json.loads(_text(r)) for r in replies[len(openings) :] if r]
+        return opened, resolved
+
+    def index_calls(self, opened: list[dict[str, Any]], resolved: list[dict[str, Any]]) -> list[ScriptCall]:
+        """The fleet index's calls (``{alerts}``) for alerts that opened and resolved."""
+        index = [self._index_call("open", a["site_id"], a["id"], to_ms_iso(a["opened_at"])) for a in opened]
+        return index + [
+            self._index_call("resolve", a["site_id"], a["id"], to_ms_iso(a["resolved_at"])) for a in resolved
+        ]
 
     def _open_call(self, o: Opening) -> ScriptCall:
         opened = to_ms_iso(o.alert["opened_at"])
@@ -161,6 +180,23 @@ class AlertStore:
     def delete_site(self, site_id: int) -> None:
         """Forget a site's alerts (its index entries go at the next pass)."""
         self.redis.delete(*self._site_keys(site_id))
+
+
+def new_alert(site_id: int, rule: Rule, verdict: Verdict, at: str) -> dict[str, Any]:
+    """A new open alert of ``rule`` at a site, opened ``at`` (ISO 8601) on ``verdict``'s values."""
+    return {
+        "id": secrets.token_hex(6),
+        "site_id": site_id,
+        "rule_id": rule.id,
+        "kind": rule.kind,
+        "state": "open",
+        "message": rule.describe(),
+        "opened_at": at,
+        "resolved_at": None,
+        "values": verdict.values,
+        "resolved_values": None,
+        "resolution": None,
+    }
 
 
 def to_ms_iso(text: str) -> int:

@@ -13,6 +13,15 @@ with ``FLEET_SHARDS`` = S > 1, S parts ``{lb:DAY:k}`` holding the sites with ``i
 index of board days; the ingest service (:mod:`redisolar.services.ingest`) and the reconciler write
 them through :class:`DailyBoards` only.
 
+Rank moves: at ingest (:meth:`DailyBoards.calls`, ``ranks=True``) ``lb_set.lua`` also returns, for
+each site whose score it set on a board of a current date (UTC today ± 1, which holds every zone's
+today), the site's rank on that board before and after (two ``ZREVRANK`` per board: O(log N), in the
+script the ingest runs anyway), when they differ. :meth:`DailyBoards.follow_up_calls` turns them into
+``rank`` events (:func:`redisolar.events.stream.rank_calls`) in the round trip that follows only when
+something moved (or a day's board was created). With ``FLEET_SHARDS`` > 1 no rank is reported: a
+part's rank is not the fleet's (that needs every part, ``lb_around.lua``, per reading), and a fleet
+split in parts is one where an event per rank move would be a firehose; readers then re-read a board.
+
 The index of board days (``lb:days``) changes once a day, so ingest does not write it per reading:
 ``lb_set.lua`` says when it created a day's board (part), and only then does ingest add the day
 (:meth:`DailyBoards.index_calls`, one more round trip, S times a day fleet-wide). A crash between the
@@ -25,6 +34,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, NamedTuple, TypeAlias
 
@@ -32,6 +42,7 @@ import redis
 
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import Extra, ScriptCall, run_scripts, script
+from redisolar.events.stream import rank_calls
 from redisolar.timeutil import MS_PER_DAY
 
 HOURS_PER_DAY = 24
@@ -85,15 +96,18 @@ class DailyBoards:
         with the index of their days (the reconciler's path: it indexes the days it writes whether or
         not it created their boards; with the script calls ``also`` and the commands ``extra``
         queues). Returns how many (site, day) scores changed."""
-        planned = self.calls(scores)
+        planned = self.calls(scores, ranks=False)
         days = set(planned.days)
         index = [self._index_call(days)] if days else []
         replies = run_scripts(self.client, [*planned.calls, *index, *also], extra)
         return sum(changed_of(r) for r in replies[: len(planned.calls)])
 
-    def calls(self, scores: Iterable[Score]) -> DayCalls:
+    def calls(self, scores: Iterable[Score], *, ranks: bool = True) -> DayCalls:
         """The calls applying :data:`Score` tuples: one ``lb_set.lua`` per (day, part), to run in the
-        caller's round trip; then :meth:`index_calls` of their replies."""
+        caller's round trip; then :meth:`follow_up_calls` of their replies. ``ranks``: report the rank
+        moves on the boards of the current dates (with ``FLEET_SHARDS`` = 1 only; see the module
+        docstring)."""
+        current = set(current_days()) if ranks and self.keys.fleet_shards == 1 else set()
         by_day: dict[tuple[int, int], list[str | int]] = defaultdict(list)
         for site_id, day_number, version, generation, capacity, *length in scores:
             efficiency = efficiency_percent(generation, capacity, length[0] if length else HOURS_PER_DAY)
@@ -104,9 +118,21 @@ class DailyBoards:
                 "" if efficiency is None else repr(efficiency),
             ]
         return DayCalls(
-            [self._call(day_number, shard, args) for (day_number, shard), args in by_day.items()],
+            [
+                self._call(day_number, shard, args, day_number in current)
+                for (day_number, shard), args in by_day.items()
+            ],
             [day_number for day_number, _ in by_day],
         )
+
+    def follow_up_calls(self, planned: DayCalls, replies: Sequence[Any]) -> list[ScriptCall]:
+        """After ``planned``'s calls ran with ``replies``: :meth:`index_calls` of the days whose board
+        they created and the ``rank`` events of the rank moves they reported (none of either, the
+        common case: no round trip)."""
+        moves = [
+            move for day, reply in zip(planned.days, replies, strict=True) for move in rank_moves(day, reply)
+        ]
+        return [*self.index_calls(planned.days, replies), *rank_calls(self.keys, moves)]
 
     def index_calls(self, days: Sequence[int], replies: Sequence[Any]) -> list[ScriptCall]:
         """After the calls of :meth:`calls` (for ``days``) ran with ``replies``: the call adding the
@@ -142,7 +168,7 @@ class DailyBoards:
         days = [str(d) for day_number in sorted(day_numbers) for d in (day_number, day_number)]
         return ScriptCall(script("zset_add"), (self.keys.leaderboard_days_key(),), tuple(days))
 
-    def _call(self, day_number: int, shard: int, args: list[str | int]) -> ScriptCall:
+    def _call(self, day_number: int, shard: int, args: list[str | int], ranks: bool = False) -> ScriptCall:
         day = day_of(day_number)
         generation = self.keys.daily_leaderboard_key("generation", day, shard)
         efficiency = self.keys.daily_leaderboard_key("efficiency", day, shard)
@@ -153,7 +179,7 @@ class DailyBoards:
             self.keys.board_sum_key(generation),
             self.keys.board_sum_key(efficiency),
         )
-        return ScriptCall(script("lb_set"), keys, (self.expire_at(day_number), *args))
+        return ScriptCall(script("lb_set"), keys, (self.expire_at(day_number), int(ranks), *args))
 
 
 class DayCalls(NamedTuple):
@@ -171,3 +197,41 @@ def changed_of(reply: Any) -> int:
 def created_of(reply: Any) -> bool:
     """Whether an ``lb_set.lua`` reply says it created its day's board."""
     return int(reply[1]) == 1
+
+
+@dataclass(frozen=True)
+class RankMove:
+    """A site's position on a day board before and after an ingest (1 = first; None: not on it)."""
+
+    site_id: int
+    board: str
+    """``generation`` or ``efficiency``."""
+    day: date
+    before: int | None
+    after: int | None
+    score: float | None
+    """Its score now (None: it left the board, e.g. its capacity is unknown)."""
+
+
+def current_days(now_ms: int | None = None) -> tuple[int, int, int]:
+    """The day numbers that are today somewhere: the UTC date's, the day before and the day after
+    (every zone's local date is within a day of UTC's)."""
+    today = (int(time.time() * 1000) if now_ms is None else now_ms) // MS_PER_DAY
+    return today - 1, today, today + 1
+
+
+def rank_moves(day_number: int, reply: Any) -> list[RankMove]:
+    """The rank moves an ``lb_set.lua`` reply reports (after its two counts, five values each)."""
+    values = [v.decode() if isinstance(v, bytes) else v for v in list(reply)[2:]]
+    return [_move(day_number, *values[i : i + 5]) for i in range(0, len(values), 5)]
+
+
+def _move(day_number: int, member: Any, board: Any, before: Any, after: Any, score: Any) -> RankMove:
+    return RankMove(
+        site_id=int(str(member).rsplit(":", 1)[1]),
+        board=str(board),
+        day=day_of(day_number),
+        before=None if int(before) < 0 else int(before) + 1,
+        after=None if int(after) < 0 else int(after) + 1,
+        score=float(score) if score not in ("", None) else None,
+    )

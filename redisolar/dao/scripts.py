@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DERIVED_SCRIPTS: frozenset[str] = frozenset(
     {"lb_set", "zset_set", "zset_sum", "zset_add", "fleet_hour_set", "events_add", "history_set"}
+    | {"alert_open", "alert_resolve", "alert_index"}  # alert state, derived from the readings too
 )
 """Scripts that update state derived from readings already written: they run even when Redis is out
 of memory (``allow-oom``). Add a script here when it must follow a site's accepted write (it must

@@ -22,9 +22,11 @@ per cent of one core; at 10^7 sites (33,333 events/s) it approaches half a core 
 sharded (one stream per ``FLEET_SHARDS`` part, readers merging by id) or sampled. Until then one
 stream keeps ``Last-Event-ID`` a single, totally ordered id.
 
-An entry has two fields: ``kind`` (``reading``, ``alert.opened``, ...) and ``data`` (the payload as
-compact JSON). An ingest's ``reading`` events ride in its derived-state round trip (:func:`reading_calls`:
-no round trip of their own).
+An entry has two fields: ``kind`` (``reading``, ``rank``, ``alert.opened``, ...) and ``data`` (the
+payload as compact JSON). An ingest's ``reading`` events ride in its derived-state round trip
+(:func:`reading_calls`: no round trip of their own); its ``rank`` events (:func:`rank_calls`: a site
+moved on the generation or efficiency board of its day) come from that round trip's board scripts'
+replies and take one more, only when a rank moved (:mod:`redisolar.dao.daily_boards`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import redis
 from redisolar.dao.scripts import ScriptCall, script
 
 if TYPE_CHECKING:
+    from redisolar.dao.daily_boards import RankMove
     from redisolar.dao.key_manager import KeyManager
     from redisolar.dao.timeseries.base import Record, WriteOutcome
 
@@ -52,6 +55,7 @@ NOTIFY_KINDS = frozenset({"alert.opened", "alert.resolved"})
 """The kinds also appended to the notify stream, which webhooks are delivered from."""
 
 READING = "reading"
+RANK = "rank"
 
 
 @dataclass(frozen=True)
@@ -132,8 +136,8 @@ def publish(client: redis.Redis, keys: KeyManager, kind: str, payload: Mapping[s
 
 def reading_payload(outcome: WriteOutcome, records: list[Record]) -> dict[str, Any]:
     """A ``reading`` event's payload: the site, how many readings the call stored for it, and its
-    newest reading's values (``ts``: ms since the epoch, UTC). Rank changes are not included: they
-    would cost a read of every board per ingest (the dashboard re-reads a board when it needs one)."""
+    newest reading's values (``ts``: ms since the epoch, UTC). Rank moves are ``rank`` events of their
+    own (:func:`rank_calls`)."""
     newest = max(records, key=lambda record: record[0]) if records else None
     payload: dict[str, Any] = {"site_id": outcome.site_id, "ts": outcome.newest, "count": len(records)}
     if newest is not None and newest[0] == outcome.newest:
@@ -155,3 +159,47 @@ def reading_calls(
         fields = encode(READING, reading_payload(outcome, by_site.get(outcome.site_id, [])))
         args += [fields["kind"], fields["data"]]
     return [ScriptCall(script("events_add"), (EventKeys.of(keys).stream,), tuple(args))]
+
+
+def rank_payload(move: RankMove) -> dict[str, Any]:
+    """A ``rank`` event's payload: the site, the board (``generation`` / ``efficiency``), its day (the
+    board's date: the site's local day), its rank before and after (1 = first; null: not on the board)
+    and its score now (Wh, or capacity factor in %)."""
+    return {
+        "site_id": move.site_id,
+        "board": move.board,
+        "day": move.day.isoformat(),
+        "rank_before": move.before,
+        "rank": move.after,
+        "score": move.score,
+    }
+
+
+def rank_calls(keys: KeyManager, moves: list[RankMove]) -> list[ScriptCall]:
+    """The call appending one ``rank`` event per rank move (``events_add.lua``); none without moves."""
+    if not moves:
+        return []
+    args: list[Any] = [STREAM_MAXLEN]
+    for move in moves:
+        fields = encode(RANK, rank_payload(move))
+        args += [fields["kind"], fields["data"]]
+    return [ScriptCall(script("events_add"), (EventKeys.of(keys).stream,), tuple(args))]
+
+
+def event_calls(keys: KeyManager, events: list[tuple[str, Mapping[str, Any]]]) -> list[ScriptCall]:
+    """The calls appending ``(kind, payload)`` events (``events_add.lua``), those of
+    :data:`NOTIFY_KINDS` to the notify stream too: :func:`publish` as script calls, to run in a caller's
+    round trip (the ingest's, for alerts opened or resolved at ingest). None without events."""
+    streams = EventKeys.of(keys)
+    calls = []
+    for key, maxlen, wanted in (
+        (streams.stream, STREAM_MAXLEN, events),
+        (streams.notify, NOTIFY_MAXLEN, [e for e in events if e[0] in NOTIFY_KINDS]),
+    ):
+        if wanted:
+            args: list[Any] = [maxlen]
+            for kind, payload in wanted:
+                fields = encode(kind, payload)
+                args += [fields["kind"], fields["data"]]
+            calls.append(ScriptCall(script("events_add"), (key,), tuple(args)))
+    return calls

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from redisolar.alerts.at_ingest import IngestChecks, ingest_checks
 from redisolar.dao.scripts import ScriptCall, run_scripts
 from redisolar.dao.timeseries.base import Record, WriteOutcome
 from redisolar.dao.timeseries_dao import TimeSeriesDao, group_readings
@@ -62,27 +63,35 @@ def ingest_records(
     ``require_sites=False`` is the seed's DAO contract (readings of unregistered sites are stored)."""
     written = series.write_records(by_site, require_sites=require_sites)
     if written.outcomes:
-        write_derived(series, written.outcomes, reading_calls(series.keys, by_site, written.outcomes))
+        checks = ingest_checks(series, by_site, written.outcomes, require_sites)  # alert rules at ingest
+        write_derived(series, written.outcomes, reading_calls(series.keys, by_site, written.outcomes), checks)
     written.raise_first_error()
     return written.stored
 
 
 def write_derived(
-    series: TimeSeriesDao, outcomes: list[WriteOutcome], events: Sequence[ScriptCall] = ()
+    series: TimeSeriesDao,
+    outcomes: list[WriteOutcome],
+    events: Sequence[ScriptCall] = (),
+    checks: IngestChecks | None = None,
 ) -> None:
     """Set the written sites' day board scores, fleet hour entries and last-seen from the absolute
-    totals their scripts returned, and run ``events`` (the written sites' event calls), in one round
-    trip; a second one, once a day per board part, adds a day whose board that round trip created to
-    the index of days."""
+    totals their scripts returned, and run ``events`` (the written sites' event calls) and the alert
+    ``checks`` (:mod:`redisolar.alerts.at_ingest`), in one round trip; a second one follows only when
+    needed: once a day per board part to add a day whose board that round trip created to the index
+    of days, when a site's rank moved (``rank`` events), when an alert opened or resolved."""
     boards = series.boards.calls(
         (o.site_id, day, o.version, total, o.capacity, o.day_hours.get(day, 24.0))
         for o in outcomes
         for day, total in o.day_sums.items()
     )
-    replies = run_scripts(series.redis, [*boards.calls, *fleet_calls(series, outcomes), *events])
-    index = series.boards.index_calls(boards.days, replies[: len(boards.calls)])
-    if index:
-        run_scripts(series.redis, index)
+    alerts = checks.calls if checks is not None else []
+    replies = run_scripts(series.redis, [*boards.calls, *fleet_calls(series, outcomes), *events, *alerts])
+    later = series.boards.follow_up_calls(boards, replies[: len(boards.calls)])
+    if checks is not None:
+        later += checks.follow_up(replies[len(replies) - len(alerts) :])
+    if later:
+        run_scripts(series.redis, later)
 
 
 def fleet_calls(series: TimeSeriesDao, outcomes: list[WriteOutcome]) -> list[ScriptCall]:

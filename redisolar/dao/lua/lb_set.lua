@@ -3,24 +3,30 @@
 -- KEYS[4], KEYS[5] the running sums of the two boards (see zset_set.lua: kept only while known);
 --   all five share the hash tag {lb:DAY} (sharded: {lb:DAY:k}).
 -- ARGV[1] expire-at (unix seconds) for the keys;
+-- ARGV[2] '1': report rank moves (below), '0': do not (the reconciler; a board split in parts);
 -- then groups of four: member, version, generation score, efficiency score ('' = no capacity known).
 -- Returns {the number of members whose scores were set, 1 if this call created the day's board (its
--- versions hash did not exist: the caller adds the day to the index of days, lb:days) else 0}.
+-- versions hash did not exist: the caller adds the day to the index of days, lb:days) else 0,
+-- then, with ARGV[2] = '1', five values per rank move of a member whose score was set: member, board
+-- ('generation' or 'efficiency'), its 0-based ZREVRANK before and after this call (-1: not on the
+-- board), its new score ('' when it left the board)}. Two ZREVRANKs per board and member set (O(log N)).
 local created = redis.call('EXISTS', KEYS[3]) == 0
 local gen_known = redis.call('EXISTS', KEYS[4]) == 1 or redis.call('ZCARD', KEYS[1]) == 0
 local eff_known = redis.call('EXISTS', KEYS[5]) == 1 or redis.call('ZCARD', KEYS[2]) == 0
+local ranks = ARGV[2] == '1'
 local members = {}
-for i = 2, #ARGV, 4 do members[#members + 1] = ARGV[i] end
+for i = 3, #ARGV, 4 do members[#members + 1] = ARGV[i] end
 local stored = redis.call('HMGET', KEYS[3], unpack(members))
 local old_gen = redis.call('ZMSCORE', KEYS[1], unpack(members))
 local old_eff = redis.call('ZMSCORE', KEYS[2], unpack(members))
-local gen, eff, gone, versions = {}, {}, {}, {}
+local gen, eff, gone, versions, set = {}, {}, {}, {}, {}
 local gen_delta, eff_delta = 0.0, 0.0
 local changed = 0
 for n = 1, #members do
-  local i = 2 + (n - 1) * 4
+  local i = 3 + (n - 1) * 4
   if tonumber(ARGV[i + 1]) > (tonumber(stored[n]) or -1) then
     changed = changed + 1
+    set[#set + 1] = i
     gen[#gen + 1] = ARGV[i + 2]
     gen[#gen + 1] = ARGV[i]
     gen_delta = gen_delta + tonumber(ARGV[i + 2]) - (tonumber(old_gen[n]) or 0)
@@ -38,6 +44,13 @@ for n = 1, #members do
     versions[#versions + 1] = ARGV[i + 1]
   end
 end
+local function ranks_of(member)
+  return redis.call('ZREVRANK', KEYS[1], member) or -1, redis.call('ZREVRANK', KEYS[2], member) or -1
+end
+local before = {}
+if ranks then
+  for k, i in ipairs(set) do before[k] = {ranks_of(ARGV[i])} end
+end
 if changed > 0 then
   redis.call('ZADD', KEYS[1], unpack(gen))
   if #eff > 0 then redis.call('ZADD', KEYS[2], unpack(eff)) end
@@ -51,5 +64,20 @@ end
 for k = 1, 5 do
   redis.call('EXPIREAT', KEYS[k], ARGV[1])
 end
-if created and changed > 0 then return {changed, 1} end
-return {changed, 0}
+local reply = {changed, (created and changed > 0) and 1 or 0}
+if ranks then
+  for k, i in ipairs(set) do
+    local gen_after, eff_after = ranks_of(ARGV[i])
+    if gen_after ~= before[k][1] then
+      for _, v in ipairs({ARGV[i], 'generation', before[k][1], gen_after, ARGV[i + 2]}) do
+        reply[#reply + 1] = v
+      end
+    end
+    if eff_after ~= before[k][2] then
+      for _, v in ipairs({ARGV[i], 'efficiency', before[k][2], eff_after, ARGV[i + 3]}) do
+        reply[#reply + 1] = v
+      end
+    end
+  end
+end
+return reply
