@@ -14,16 +14,16 @@ Decisions:
   written as Python's ``repr``: the shortest text that reads back as the same double, so a file
   parses back to exactly the stored values. CSV is RFC 4180 (``csv`` module, CRLF) with a header
   row; NDJSON is one JSON object per line, keys as the CSV header.
-- **Resolutions.** ``raw``: one row per reading. ``hour`` (UTC clock hours, which are the local
-  hours of every zone with a whole-hour offset) and ``day`` (the site's **local** calendar day,
-  23 or 25 hours across DST changes, :func:`redisolar.localtime.local_day_bounds`): one row per
-  bucket holding readings, with the sums of ``wh_generated`` and ``wh_used`` (added in time order,
-  as the server-side aggregates add), min/max/avg ``temp_c``, ``count`` and the bucket's length in
-  ``hours``; the timestamps are the bucket's start. The range is widened to whole buckets (a day
-  export from ``2026-03-01`` of a New York site starts at its local midnight), so no row is a
-  partial bucket. :func:`buckets` is the one place that computes them: from the history rollups
-  (:mod:`redisolar.dao.history`, kept ``HISTORY_DAYS``), so hour and day exports reach beyond the
-  raw readings' window.
+- **Resolutions.** ``raw``: one row per reading. ``hour`` (UTC clock hours, which are the local hours of
+  every zone with a whole-hour offset) and ``day`` (the site's **local** calendar day, 23 or 25 hours
+  across DST changes, :func:`redisolar.localtime.local_day_bounds`): one row per bucket holding
+  readings, with the sums of ``wh_generated`` and ``wh_used`` (as the history composes them: an hour's
+  readings added in time order, a day's pieces, its hours, in time order), min/max/avg ``temp_c``,
+  ``count`` and the bucket's length in ``hours``; the timestamps are the bucket's start. The range is
+  widened to whole buckets (a day export from ``2026-03-01`` of a New York site starts at its local
+  midnight), so no row is a partial bucket. :func:`buckets` is the one place that computes them: from
+  the history rollups (:mod:`redisolar.dao.history`, kept ``HISTORY_DAYS``), so hour and day exports
+  reach beyond the raw readings' window.
 """
 
 from __future__ import annotations
