@@ -64,7 +64,7 @@ def test_site_life_cycle(services: Services) -> None:
     assert ingest(services, {1: [(to_ms(when), 100.0, 10.0, 20.0)]}) == 1
     sites.update_site(services, replace(SITE, capacity=8.0))
     assert [e.score for e in leaderboards.board_page(services, "capacity").entries] == [8.0]
-    assert set(analytics.latest_readings(services, 1)) != set()
+    assert set(analytics.latest_readings(services, 1).value) != set()
     sites.delete_site(services, 1)
     with pytest.raises(SiteNotFound):
         sites.get_site(services, 1)
@@ -82,7 +82,7 @@ def test_update_and_reads_of_an_unknown_site(services: Services) -> None:
     with pytest.raises(SiteNotFound):
         analytics.latest_readings(services, 1, known=False)
     sites.create_site(services, SITE)
-    assert analytics.latest_readings(services, 1, known=True) == {}
+    assert analytics.latest_readings(services, 1, known=True).value == {}
 
 
 def test_leaderboard_use_cases(services: Services) -> None:
