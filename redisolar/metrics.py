@@ -113,10 +113,26 @@ def exposition() -> tuple[bytes, str]:
 # -- recording ---------------------------------------------------------------------------------------
 def record_request(route: str | None, method: str, status: int, seconds: float) -> None:
     """One answered request."""
-    route = route or UNMATCHED
     method = method if method in METHODS else "other"
-    HTTP_REQUESTS.labels(route, method, str(status)).inc()
-    HTTP_LATENCY.labels(route, method).observe(seconds)
+    children = _REQUEST_CHILDREN.get((route, method, status))
+    if children is None:
+        children = _request_children(route, method, status)
+    children[0].inc()
+    children[1].observe(seconds)
+
+
+_REQUEST_CHILDREN: dict[tuple[str | None, str, int], tuple[Any, Any]] = {}
+"""The labelled counter and histogram of each (route, method, status) seen: prometheus_client's
+``labels()`` validates and looks up its labels under a lock on every call, a cost per request (a
+few routes × methods × statuses: bounded). Children stay valid across a fork (multiprocess values
+follow the pid)."""
+
+
+def _request_children(route: str | None, method: str, status: int) -> tuple[Any, Any]:
+    name = route or UNMATCHED
+    children = (HTTP_REQUESTS.labels(name, method, str(status)), HTTP_LATENCY.labels(name, method))
+    _REQUEST_CHILDREN[route, method, status] = children
+    return children
 
 
 def record_reconcile(outcome: str, seconds: float) -> None:
@@ -168,9 +184,17 @@ def _timed(call: Callable[..., Any], name: str | None) -> Callable[..., Any]:
             REDIS_ERRORS.labels(command, type(exc).__name__).inc()
             raise
         finally:
-            REDIS_LATENCY.labels(command).observe(time.perf_counter() - start)
+            latency = _LATENCY_CHILDREN.get(command)
+            if latency is None:
+                latency = _LATENCY_CHILDREN[command] = REDIS_LATENCY.labels(command)
+            latency.observe(time.perf_counter() - start)
 
     return timed
+
+
+_LATENCY_CHILDREN: dict[str, Any] = {}
+"""The latency histogram of each command name seen (bounded: names are cut to 32 characters and come
+from this code's commands), as :data:`_REQUEST_CHILDREN`."""
 
 
 def _command_name(args: tuple[Any, ...]) -> str:

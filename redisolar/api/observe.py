@@ -22,7 +22,7 @@ import re
 import time
 import uuid
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 
 from redisolar import metrics
 from redisolar.api.errors import remembered_error
@@ -58,30 +58,34 @@ def init_observe(app: Flask) -> None:
 
 def start_request() -> None:
     """``before_request``: the start time and the request id."""
-    g.request_start = time.perf_counter()
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = given if _SANE_ID.match(given) else uuid.uuid4().hex
+    ctx_g = g._get_current_object()  # (one proxy lookup, not one per use)
+    ctx_g.request_start = time.perf_counter()
+    given = request.headers.get(REQUEST_ID_HEADER)
+    ctx_g.request_id = given if given is not None and _SANE_ID.match(given) else uuid.uuid4().hex
 
 
 def finish_request(response: Response) -> Response:
     """``after_request``: the id header, the metrics and the access line."""
-    request_id = g.get("request_id") or uuid.uuid4().hex
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    ctx_g = g._get_current_object()
+    request_id = getattr(ctx_g, "request_id", None) or uuid.uuid4().hex
     response.headers[REQUEST_ID_HEADER] = request_id
-    seconds = time.perf_counter() - g.get("request_start", time.perf_counter())
-    route = request.url_rule.rule if request.url_rule is not None else None
-    if request.endpoint != METRICS_ENDPOINT:
-        metrics.record_request(route, request.method, response.status_code, seconds)
-        _count_domain(response)
+    seconds = time.perf_counter() - getattr(ctx_g, "request_start", time.perf_counter())
+    rule = req.url_rule
+    route = rule.rule if rule is not None else None
+    if req.endpoint != METRICS_ENDPOINT:
+        metrics.record_request(route, req.method, response.status_code, seconds)
+        _count_domain(req, response)
     if access_log.isEnabledFor(logging.INFO):
         _log_access(route, response.status_code, seconds, request_id)
     return response
 
 
-def _count_domain(response: Response) -> None:
+def _count_domain(req: Request, response: Response) -> None:
     status = response.status_code
     if status == 429:
-        metrics.RATE_LIMITED.labels("reads" if request.method in SAFE_METHODS else "writes").inc()
-    if request.endpoint not in WRITE_SITE_ENDPOINTS or request.method != "POST":
+        metrics.RATE_LIMITED.labels("reads" if req.method in SAFE_METHODS else "writes").inc()
+    if req.endpoint not in WRITE_SITE_ENDPOINTS or req.method != "POST":
         return
     if status < 300:
         metrics.READINGS_INGESTED.inc(_stored(response))

@@ -7,7 +7,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass
-from typing import cast
+from functools import lru_cache
+from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
 import flask
@@ -179,15 +180,26 @@ def cross_site_refusal() -> Response | None:
 
 def client_address() -> str:
     """The client's address for its rate budget (an IPv6 client's /64 network)."""
-    address = request.remote_addr or "unknown"
+    return _peer(request.remote_addr or "unknown").budget
+
+
+class _Peer(NamedTuple):
+    budget: str
+    """The address a rate budget is kept for."""
+    loopback: bool
+
+
+@lru_cache(maxsize=4096)
+def _peer(address: str) -> _Peer:
+    """What a peer address means here, worked out once per address (parsing it is a cost per
+    request otherwise): its budget's address and whether it is a loopback address."""
     try:
-        ip = ipaddress.ip_address(address)
+        ip = _unmapped(ipaddress.ip_address(address))
     except ValueError:
-        return address
-    ip = _unmapped(ip)
+        return _Peer(address, False)
     if ip.version == 6:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
-    return str(ip)
+        return _Peer(str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address), ip.is_loopback)
+    return _Peer(str(ip), ip.is_loopback)
 
 
 def _unmapped(
@@ -202,17 +214,18 @@ def is_local_request() -> bool:
     """Whether the request comes from this machine, directly: a loopback peer, a local host name
     (not a DNS name rebound to 127.0.0.1), and, unless proxies are trusted, no forwarding headers
     (a reverse proxy on this machine forwards other machines' requests)."""
-    try:
-        ip = ipaddress.ip_address(request.remote_addr or "")
-    except ValueError:
+    req: flask.Request = request._get_current_object()  # type: ignore[attr-defined]
+    if not _peer(req.remote_addr or "").loopback:
         return False
-    if not _unmapped(ip).is_loopback:
+    if not _settings().trusted_proxies and ("Forwarded" in req.headers or "X-Forwarded-For" in req.headers):
         return False
-    if not _settings().trusted_proxies and (
-        "Forwarded" in request.headers or "X-Forwarded-For" in request.headers
-    ):
-        return False
-    host = urlsplit(f"//{request.host}").hostname or ""
+    return _is_local_host(req.host)
+
+
+@lru_cache(maxsize=256)
+def _is_local_host(host_header: str) -> bool:
+    """Whether a Host header names this machine (a local name, not a DNS name)."""
+    host = urlsplit(f"//{host_header}").hostname or ""
     return host in LOCAL_HOSTS or host.endswith(".localhost") or host.startswith("127.")
 
 

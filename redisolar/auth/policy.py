@@ -7,6 +7,7 @@ document read the same rules.
 from __future__ import annotations
 
 from enum import Enum
+from functools import lru_cache
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -26,6 +27,7 @@ WRITE_SITE_ENDPOINTS = frozenset({"analytics.add_meter_reading", "analytics.add_
 ADMIN_PREFIXES = ("keys.", "alerts.rule_", "webhooks.")
 
 
+@lru_cache(maxsize=1024)  # (asked on every request; a few endpoints × methods)
 def need_for(endpoint: str | None, method: str) -> Need:
     """What a request to ``endpoint`` with ``method`` needs (PUBLIC when no route matched: the 404
     or 405 answers; and for OPTIONS, which only lists the methods)."""
