@@ -191,13 +191,16 @@ class _InfoAsText:
 
 
 def _info_fields(reply: bytes | str, names: frozenset[str]) -> dict[str, str]:
-    """The ``names`` fields of an INFO reply's ``name:value`` lines."""
+    """The ``names`` fields of an INFO reply (``name:value`` lines, each after a line break: the
+    reply starts with its section's ``# Title`` line)."""
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     fields = {}
-    for line in text.splitlines():
-        name, colon, value = line.partition(":")
-        if colon and name in names:
-            fields[name] = value
+    for name in names:
+        at = text.find(f"\n{name}:")
+        if at >= 0:
+            start = at + len(name) + 2
+            end = text.find("\n", start)
+            fields[name] = text[start : end if end >= 0 else len(text)].strip()
     return fields
 
 
