@@ -145,3 +145,19 @@ def test_a_board_split_in_parts_puts_no_rank_event(sharded: Services) -> None:
     ingest(sharded, {1: [(now - 300_000, 500.0, 1.0, 20.0)]})
     assert ranks(sharded) == []
     assert [e.kind for e in read_range(sharded.redis, EventKeys.of(sharded.keys).stream)] == ["reading"] * 3
+
+
+def test_only_moves_that_touch_the_top_ten_are_events(app: Flask, api: ApiCalls) -> None:
+    services = get_services(app)
+    for site_id in range(1, 13):
+        api.create_site(site_id, capacity=4.0)
+        api.post_readings(site_id, [api.reading_body(just_now(), wh_generated=1000.0 - 10 * site_id)])
+    mark = newest_id(services)
+    api.post_readings(12, [api.reading_body(just_now(5), wh_generated=15.0)])  # 12th -> 11th: below the top
+    assert ranks(services, f"({mark}") == []
+    mark = newest_id(services)
+    api.post_readings(12, [api.reading_body(just_now(10), wh_generated=80.0)])  # 975 Wh: 11th -> 3rd
+    moved = ranks(services, f"({mark}")
+    assert [(r["site_id"], r["board"], r["rank_before"], r["rank"]) for r in moved] == [
+        (12, "generation", 11, 3), (12, "efficiency", 11, 3),
+    ]  # fmt: skip

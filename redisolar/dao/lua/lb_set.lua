@@ -3,17 +3,20 @@
 -- KEYS[4], KEYS[5] the running sums of the two boards (see zset_set.lua: kept only while known);
 --   all five share the hash tag {lb:DAY} (sharded: {lb:DAY:k}).
 -- ARGV[1] expire-at (unix seconds) for the keys;
--- ARGV[2] '1': report rank moves (below), '0': do not (the reconciler; a board split in parts);
+-- ARGV[2] N > 0: report the rank moves (below) into, out of or within the top N; 0: none (the
+--   reconciler; a board split in parts);
 -- then groups of four: member, version, generation score, efficiency score ('' = no capacity known).
 -- Returns {the number of members whose scores were set, 1 if this call created the day's board (its
 -- versions hash did not exist: the caller adds the day to the index of days, lb:days) else 0,
--- then, with ARGV[2] = '1', five values per rank move of a member whose score was set: member, board
--- ('generation' or 'efficiency'), its 0-based ZREVRANK before and after this call (-1: not on the
--- board), its new score ('' when it left the board)}. Two ZREVRANKs per board and member set (O(log N)).
+-- then, with ARGV[2] = N > 0, five values per rank move of a member whose score was set, when its
+-- rank before or after is among the top N: member, board ('generation' or 'efficiency'), its 0-based
+-- ZREVRANK before and after this call (-1: not on the board), its new score ('' when it left the
+-- board)}. Two ZREVRANKs per board and member set (O(log N)).
 local created = redis.call('EXISTS', KEYS[3]) == 0
 local gen_known = redis.call('EXISTS', KEYS[4]) == 1 or redis.call('ZCARD', KEYS[1]) == 0
 local eff_known = redis.call('EXISTS', KEYS[5]) == 1 or redis.call('ZCARD', KEYS[2]) == 0
-local ranks = ARGV[2] == '1'
+local top = tonumber(ARGV[2])
+local ranks = top > 0
 local members = {}
 for i = 3, #ARGV, 4 do members[#members + 1] = ARGV[i] end
 local stored = redis.call('HMGET', KEYS[3], unpack(members))
@@ -65,15 +68,18 @@ for k = 1, 5 do
   redis.call('EXPIREAT', KEYS[k], ARGV[1])
 end
 local reply = {changed, (created and changed > 0) and 1 or 0}
+local function moved(old, new)
+  return old ~= new and ((old >= 0 and old < top) or (new >= 0 and new < top))
+end
 if ranks then
   for k, i in ipairs(set) do
     local gen_after, eff_after = ranks_of(ARGV[i])
-    if gen_after ~= before[k][1] then
+    if moved(before[k][1], gen_after) then
       for _, v in ipairs({ARGV[i], 'generation', before[k][1], gen_after, ARGV[i + 2]}) do
         reply[#reply + 1] = v
       end
     end
-    if eff_after ~= before[k][2] then
+    if moved(before[k][2], eff_after) then
       for _, v in ipairs({ARGV[i], 'efficiency', before[k][2], eff_after, ARGV[i + 3]}) do
         reply[#reply + 1] = v
       end
