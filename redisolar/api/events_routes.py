@@ -61,7 +61,8 @@ def slots(limit: int) -> Slots:
 @events_bp.response(200, content_type="text/event-stream", description="Server-Sent Events")
 @events_bp.errors(400)
 def stream_events(args: dict[str, Any]) -> Response:
-    """Server-Sent Events: ``reading`` (a site's newest values), ``alert.opened``/``alert.resolved``,
+    """Server-Sent Events: ``reading`` (a site's newest values), ``rank`` (a site moved into, out of or
+    within the top 10 of today's generation or efficiency board), ``alert.opened``/``alert.resolved``,
     ``gap`` (events were trimmed past ``Last-Event-ID``); ``id`` is the stream id to resume from."""
     last = flask.request.headers.get("Last-Event-ID") or args.get("last_event_id")
     if last is not None and parse_id(last) is None:
