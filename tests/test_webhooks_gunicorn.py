@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_e2e import free_port
-from test_shutdown import WORKERS_STARTED, _wait_until_serving, assert_clean_stop, hermetic_env, running
+from test_shutdown import (
+    STOP_WITHIN,
+    WORKERS_STARTED,
+    Running,
+    _wait_until_serving,
+    assert_clean_stop,
+    hermetic_env,
+    running,
+)
 from test_webhooks import Receiver
 
 from redisolar.dao.key_manager import KeyManager
@@ -45,8 +55,19 @@ def wait_until(check: Callable[[], bool], what: str, output: Callable[[], str]) 
     raise AssertionError(f"{what}: not within {WITHIN} s\n{output()}")
 
 
+def stop(serve: Running, how: str) -> float:
+    """Ctrl-C (SIGINT to the group: stop at once) or SIGTERM to the master (graceful); seconds taken."""
+    if how == "ctrl_c":
+        return serve.ctrl_c()
+    started = time.monotonic()
+    serve.proc.send_signal(signal.SIGTERM)
+    serve.proc.wait(STOP_WITHIN + 25)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("how", ["ctrl_c", "sigterm"])
 def test_gunicorn_runs_one_deliverer_that_delivers_and_stops_with_the_server(
-    plain_spec: ServerSpec, redis_server_factory: Callable[..., RedisServer], tmp_path: Path
+    how: str, plain_spec: ServerSpec, redis_server_factory: Callable[..., RedisServer], tmp_path: Path
 ) -> None:
     server = redis_server_factory(plain_spec)
     client = server.client(decode_responses=True)
@@ -72,7 +93,7 @@ def test_gunicorn_runs_one_deliverer_that_delivers_and_stops_with_the_server(
             assert len(consumers) == 1, consumers  # one deliverer for the server's two workers
             assert serve.output.count("webhook deliverer started in worker") == 1
             assert serve.output.count("alert evaluator started") == 1  # the evaluator: one as well
-            seconds = serve.ctrl_c()
+            seconds = stop(serve, how)
             assert_clean_stop(serve, seconds)
             assert "webhook deliverer stopped in worker" in serve.output
     finally:
