@@ -9,8 +9,11 @@ Two round trips whatever the batch, as long as it stays clear of the retention w
 2. the derived state, from those absolute, versioned totals (a retried or repeated update changes
    nothing), each family through its owner: the day leaderboards (:class:`DailyBoards`), the fleet's
    hourly rollup and last-seen (:class:`FleetHours`). Every call is single-slot and declares its keys;
-   with ``FLEET_SHARDS`` > 1 each goes to the written site's part. The first write of a day's board
-   (part) takes a third round trip: the day joins the index of days (once a day, not per reading).
+   with ``FLEET_SHARDS`` > 1 each goes to the written site's part. A third round trip follows only
+   when that one asks for it: the first write of a day's board (part) adds the day to the index of
+   days (once a day, not per reading); a site moved in a board's top 10 (``rank`` events,
+   :mod:`redisolar.dao.daily_boards`); an alert opened or resolved at ingest (its index and events,
+   :mod:`redisolar.alerts.at_ingest`).
 
 A site's readings are written before its derived state: a crash in between leaves the derived state
 behind the readings, which the reconcilers rebuild (:mod:`redisolar.tasks.leaderboard_updater`,
@@ -18,7 +21,8 @@ behind the readings, which the reconcilers rebuild (:mod:`redisolar.tasks.leader
 another writer advanced its retention window), the other sites' parts are stored with their derived
 state, then the first refusal is raised (:class:`SiteNotFound` → 404, :class:`InvalidReading` → 400).
 The derived-state round trip also appends one ``reading`` event per written site to the event stream
-(:func:`redisolar.events.reading_calls`; ``GET /api/events``, :mod:`redisolar.events`).
+(:func:`redisolar.events.reading_calls`; ``GET /api/events``, :mod:`redisolar.events`) and runs the
+alert rules that the posted readings decide (:func:`redisolar.alerts.at_ingest.ingest_checks`).
 """
 
 from __future__ import annotations
