@@ -45,6 +45,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
+from redisolar.dao.scripts import ROUND_TRIP_OBSERVER
 from redisolar.metrics_dir import ENV_DIR
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -168,7 +169,15 @@ def instrument_redis(client: Any) -> None:
         return pipe
 
     client.pipeline = pipeline
+    setattr(client, ROUND_TRIP_OBSERVER, _observe_round_trip)  # (redisolar.dao.scripts' lean round trips)
     client._redisolar_timed = True
+
+
+def _observe_round_trip(command: str, seconds: float) -> None:
+    latency = _LATENCY_CHILDREN.get(command)
+    if latency is None:
+        latency = _LATENCY_CHILDREN[command] = REDIS_LATENCY.labels(command)
+    latency.observe(seconds)
 
 
 def _timed(call: Callable[..., Any], name: str | None) -> Callable[..., Any]:
@@ -184,10 +193,7 @@ def _timed(call: Callable[..., Any], name: str | None) -> Callable[..., Any]:
             REDIS_ERRORS.labels(command, type(exc).__name__).inc()
             raise
         finally:
-            latency = _LATENCY_CHILDREN.get(command)
-            if latency is None:
-                latency = _LATENCY_CHILDREN[command] = REDIS_LATENCY.labels(command)
-            latency.observe(time.perf_counter() - start)
+            _observe_round_trip(command, time.perf_counter() - start)
 
     return timed
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -193,6 +194,10 @@ def run_scripts_collect(
 def _execute(
     client: redis.Redis, calls: list[ScriptCall], extra: Extra | None, durability: Durability
 ) -> list[Any]:
+    if extra is None and not durability.replicas:
+        results = _execute_lean(client, calls)
+        if results is not None:
+            return results
     pipe = client.pipeline(transaction=False)
     for call in calls:
         pipe.evalsha(runnable(client, call.script).sha, len(call.keys), *call.keys, *call.args)
@@ -209,6 +214,51 @@ def _execute(
         short = NotReplicated(int(results[-1]), durability.replicas)
         return [r if isinstance(r, Exception) else short for r in results[: len(calls)]]
     return results[: len(calls)]
+
+
+def _execute_lean(client: redis.Redis, calls: list[ScriptCall]) -> list[Any] | None:
+    """The calls on one pooled connection, packed and sent at once, their replies read in order (an
+    error reply in its call's place): a redis-py pipeline's command stack, callbacks and bookkeeping
+    cost more than the round trip's own work for the few scripts of a request. None when the
+    connection failed: the caller runs the calls again through a pipeline, which retries as the client
+    is configured to (a script is safe to re-run: derived state is written absolutely, and a
+    pipeline retried by redis-py re-runs its scripts the same way). The round trip is observed as a
+    pipeline in ``/metrics`` (:func:`redisolar.metrics.instrument_redis`)."""
+    pool = client.connection_pool
+    commands = [
+        ("EVALSHA", runnable(client, call.script).sha, len(call.keys), *call.keys, *call.args)
+        for call in calls
+    ]
+    observe = getattr(client, ROUND_TRIP_OBSERVER, None)
+    start = time.perf_counter()
+    try:
+        connection = pool.get_connection()
+    except (redis.ConnectionError, redis.TimeoutError):
+        return None
+    try:
+        connection.send_packed_command(connection.pack_commands(commands))
+        results = [_reply(connection) for _ in commands]
+    except (redis.ConnectionError, redis.TimeoutError):
+        connection.disconnect()
+        return None
+    finally:
+        pool.release(connection)
+    if observe is not None:
+        observe("PIPELINE", time.perf_counter() - start)
+    return results
+
+
+ROUND_TRIP_OBSERVER = "_redisolar_round_trip"
+"""The attribute of a client under which :func:`redisolar.metrics.instrument_redis` leaves a function
+``(command, seconds)`` for round trips made outside redis-py's commands and pipelines."""
+
+
+def _reply(connection: Any) -> Any:
+    """The next reply on ``connection``; an error reply as its exception, not raised."""
+    try:
+        return connection.read_response()
+    except ResponseError as exc:
+        return exc
 
 
 def _read_wait_patiently(pipe: Pipeline, durability: Durability) -> None:
