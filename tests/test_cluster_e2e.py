@@ -193,7 +193,7 @@ def reading_calls(end: datetime) -> list[Call]:
         Call("POST", "/api/sites", 201, body=site(6, 5.0, address="10 Sunrise Blvd")),
         Call("POST", f"{path}/6", 201, body=seed_reading),
         Call("GET", f"{path}/6/wh_generated", 200, SEED_DAY),
-        Call("GET", f"{path}/1/wh_generated", 200, SEED_GET),  # the seed's GET: the day before, empty
+        Call("GET", f"{path}/1/wh_generated", 400, SEED_GET),  # the seed's GET: before site 1's raw window
         Call("GET", f"{path}/6/wh_generated", 200, SEED_GET),
         Call("GET", f"{path}/6/latest", 200),
         # The seed's Step 11 range: the last 24 hours up to now.
