@@ -9,10 +9,12 @@ reconciler recomputes sums to wipe out the rounding that increments accumulate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 
 from redisolar.dao.key_manager import KeyManager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
@@ -37,11 +39,23 @@ def resum(client: redis.Redis, board_key: str) -> float:
 def board_stats(client: redis.Redis, board_key: str) -> BoardStats:
     """A board's statistics: one round trip (two the first time a running sum is missing)."""
     pipe = client.pipeline(transaction=False)
+    queue_board_stats(pipe, board_key)
+    return stats_of(client, board_key, pipe.execute())
+
+
+def queue_board_stats(pipe: Pipeline, board_key: str) -> None:
+    """Queue the four commands of a board's statistics on ``pipe`` (so a caller can
+    read them in the round trip of its own commands); :func:`stats_of` reads their replies."""
     pipe.zcard(board_key)
     pipe.zrange(board_key, 0, 0, withscores=True)
     pipe.zrange(board_key, -1, -1, withscores=True)
     pipe.get(KeyManager.board_sum_key(board_key))
-    count, lowest, highest, total = pipe.execute()
+
+
+def stats_of(client: redis.Redis, board_key: str, replies: Sequence[Any]) -> BoardStats:
+    """A board's statistics from the replies of :func:`queue_board_stats` (one more round trip the
+    first time its running sum is missing)."""
+    count, lowest, highest, total = replies
     if not count:
         return BoardStats(0, 0.0, 0.0, 0.0)
     return BoardStats(int(count), _score(highest), _score(lowest), _total(client, board_key, total))

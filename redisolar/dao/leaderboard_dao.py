@@ -26,7 +26,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-from redisolar.dao.board_sums import BoardStats, board_stats, resum
+from redisolar.dao.board_sums import BoardStats, board_stats, queue_board_stats, resum, stats_of
 from redisolar.dao.daily_boards import HOURS_PER_DAY, DailyBoards, day_number_of, day_of, efficiency_percent
 from redisolar.dao.key_manager import LEADERBOARD_TYPES, KeyManager, key_manager
 from redisolar.dao.scripts import ScriptCall, run_scripts, script
@@ -184,15 +184,24 @@ class LeaderboardDao:
         """Count, highest, lowest and average score: one round trip whatever the board's size (the
         average comes from the board's running sum)."""
         keys = self.leaderboard_keys(leaderboard_type, day)
-        stats = board_stats(self.redis, keys[0]) if len(keys) == 1 else self._merged_stats(keys)
-        if stats.count == 0:
-            return {"total_sites": 0, "highest_score": 0, "lowest_score": 0, "average_score": 0}
-        return {
-            "total_sites": stats.count,
-            "highest_score": stats.highest,
-            "lowest_score": stats.lowest,
-            "average_score": stats.total / stats.count,
-        }
+        return _stats_body(board_stats(self.redis, keys[0]) if len(keys) == 1 else self._merged_stats(keys))
+
+    def get_leaders_and_stats(
+        self, leaderboard_type: str, limit: int = 10, offset: int = 0, day: date | None = None
+    ) -> tuple[list[LeaderboardEntry], dict[str, Any]]:
+        """:meth:`get_leaders` and :meth:`get_leaderboard_stats` together: an unsharded board's page
+        and statistics are read in one round trip, then its sites in a second."""
+        if not 1 <= limit <= MAX_PAGE or offset < 0:
+            raise InvalidQuery(f"limit must be 1..{MAX_PAGE} and offset not negative")
+        keys = self.leaderboard_keys(leaderboard_type, day)
+        if len(keys) != 1:
+            entries = self.get_leaders(leaderboard_type, limit, offset, day)
+            return entries, self.get_leaderboard_stats(leaderboard_type, day)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(keys[0], offset, offset + limit - 1, desc=True, withscores=True)
+        queue_board_stats(pipe, keys[0])
+        rows, *stats = pipe.execute()
+        return self._entries(rows, offset), _stats_body(stats_of(self.redis, keys[0], stats))
 
     def _merged_stats(self, keys: Sequence[str]) -> BoardStats:
         """The statistics of a sharded board: its parts' (one round trip; one more per part whose
@@ -374,3 +383,15 @@ def _in_order(rows: Any) -> list[tuple[str, float]]:
     """``(member, score)`` rows in a board's order: score descending, then member descending (as
     ZREVRANGE orders equal scores; members are ASCII, so text order is byte order)."""
     return sorted(((text(m), float(score)) for m, score in rows), key=lambda r: (r[1], r[0]), reverse=True)
+
+
+def _stats_body(stats: BoardStats) -> dict[str, Any]:
+    """A board's statistics as the API answers them (count, highest, lowest and average score)."""
+    if stats.count == 0:
+        return {"total_sites": 0, "highest_score": 0, "lowest_score": 0, "average_score": 0}
+    return {
+        "total_sites": stats.count,
+        "highest_score": stats.highest,
+        "lowest_score": stats.lowest,
+        "average_score": stats.total / stats.count,
+    }

@@ -80,9 +80,8 @@ def board_page(
     """Entries ``offset + 1 .. offset + limit`` of a board with their sites, and its stats."""
     kind = board_kind(leaderboard_type)
     when = board_day(services, kind, day)
-    boards = services.leaderboards
-    entries = boards.get_leaders(kind, limit, offset, when)
-    return BoardPage(kind, when, entries, boards.get_leaderboard_stats(kind, when))
+    entries, stats = services.leaderboards.get_leaders_and_stats(kind, limit, offset, when)
+    return BoardPage(kind, when, entries, stats)
 
 
 def site_position(
