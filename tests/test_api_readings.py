@@ -12,7 +12,11 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from redisolar.app import get_services
 from redisolar.dao.key_manager import key_manager
+from redisolar.errors import SiteNotFound
+from redisolar.models.site import MetricType
+from redisolar.services import analytics
 from redisolar.timeutil import utcnow
 from tests.conftest import ApiCalls
 
@@ -415,3 +419,53 @@ def test_the_raw_window_bounds_raw_ranges_and_finer_buckets(
     assert series(http, 1, "wh_generated", **at_edge).get_json()["count"] == 6
     fine_inside = series(http, 1, "wh_generated", **inside, aggregation="count", bucket_size=600_000)
     assert sum(p["value"] for p in fine_inside.get_json()["data"]) == 6.0
+
+
+def sent_while(monkeypatch: pytest.MonkeyPatch, action: Callable[[], Any]) -> tuple[int, Any]:
+    """How many times the Redis connections sent something while ``action`` ran (a pipeline or a
+    single command is one round trip), and what it returned (or the exception it raised)."""
+    sent = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(command)
+        original(self, command, check_health)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+        try:
+            result = action()
+        except SiteNotFound as exc:
+            result = exc
+    return len(sent), result
+
+
+@pytest.mark.standalone_only  # counts one connection's round trips; a cluster sends each node's share at once
+def test_the_zone_costs_no_round_trip(
+    app_factory: Callable[..., Flask],
+    backend_server: BackendServer,
+    client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A site's latest readings, a range inside the raw window (raw or in buckets) and its analytics
+    cost one round trip each, the site's zone and whether it exists included (read with the data:
+    no existence check of their own when the caller does not know it; a missing site is
+    SiteNotFound)."""
+    app = app_factory(backend_server.server, TIMESERIES_BACKEND=backend_server.name)
+    api = ApiCalls(app.test_client())
+    api.create_site(1, capacity=5.0, timezone="Asia/Kolkata")
+    api.post_readings(1, [api.reading_body(hour(h)) for h in (3, 2, 1)])
+    services = get_services(app)
+    start, end = hour(4), hour(0)
+    reads: list[Callable[[int], Any]] = [
+        lambda s: analytics.latest_readings(services, s),
+        lambda s: analytics.series(services, s, MetricType.WH_USED, start, end),
+        lambda s: analytics.series(services, s, MetricType.TEMP_C, start, end, "max", 7_200_000),
+        lambda s: analytics.site_analytics(services, s, start, end),
+    ]
+    for read in reads:
+        read(1)  # scripts loaded
+        trips, answer = sent_while(monkeypatch, lambda read=read: read(1))
+        assert trips == 1 and answer.timezone == "Asia/Kolkata" and answer.value
+        trips, missing = sent_while(monkeypatch, lambda read=read: read(2))
+        assert trips == 1 and isinstance(missing, SiteNotFound)
