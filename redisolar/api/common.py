@@ -48,6 +48,21 @@ class RequestParser(FlaskParser):
 
     DEFAULT_VALIDATION_STATUS = 400
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._schemas: dict[type[Schema], Schema] = {}
+
+    def _get_schema(self, argmap: Any, req: flask.Request) -> Schema:
+        """The schema of ``argmap``: one instance per schema class, made once (webargs makes one per
+        request, and a marshmallow schema deep-copies its fields when made: most of the cost of
+        parsing a query string). A schema instance keeps no state between loads."""
+        if isinstance(argmap, type) and issubclass(argmap, Schema):
+            schema = self._schemas.get(argmap)
+            if schema is None:
+                schema = self._schemas[argmap] = argmap()
+            return schema
+        return super()._get_schema(argmap, req)
+
     def load_json(self, req: flask.Request, schema: Schema) -> Any:
         if not req.get_data(cache=True):  # reading the body enforces MAX_CONTENT_LENGTH (413)
             abort(400, messages={"json": ["A JSON request body is required."]})
