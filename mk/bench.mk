@@ -5,7 +5,8 @@
 #   make bench-routes ROUTES_ARGS="--routes summary,health --rounds 3"
 #   make bench-fleet BASELINE=../shared/reference/seed-design BENCH_ARGS="--sites 2000 --mixed-seconds 30"
 #   make bench-cluster CLUSTER_ARGS="--backends redistimeseries"   # one node vs 3 masters; then docs/benchmarks.md
-.PHONY: bench-http bench-routes bench-batch bench-auth bench-fleet bench-report bench-capacity bench-cluster
+#   make bench-profile PROFILE_ARGS="--label after"   # in-process cost per request of the hot routes: docs/profiles/
+.PHONY: bench-http bench-routes bench-batch bench-auth bench-fleet bench-report bench-capacity bench-cluster bench-profile
 
 # The baseline of the HTTP comparisons: BASELINE if given, else the seed design beside this checkout.
 SEED_DESIGN := $(wildcard ../shared/reference/seed-design)
@@ -45,3 +46,7 @@ CLUSTER_ARGS ?=
 bench-cluster: env redis-stack  ## one Redis node vs a 3-master cluster (and with replicas + DURABILITY=replicated): req/s, per-shard ops/s, Redis CPU per reading; then docs/benchmarks.md
 	$(SMOKE_ENV) $(BIN)/python -m bench.cluster $(SMOKE_ARGS) $(SMOKE_RETRIES) $(CLUSTER_ARGS)
 	$(BIN)/python -m bench.report $(REPORT_ARGS)
+
+PROFILE_ARGS ?=
+bench-profile: env redis-stack  ## Python CPU, Redis round trips, commands and CPU per request of the hot routes, with cProfile's top entries (docs/profiles/<label>-*.txt)
+	$(BIN)/python -m bench.profile_routes $(PROFILE_ARGS)
