@@ -65,10 +65,11 @@ class _RuleCache:
     read_at: float = float("-inf")
     generation: int = -1
 
-    def current(self, store: RuleStore) -> list[Rule]:
+    def current(self, series: TimeSeriesDao) -> list[Rule]:
         if self.generation != generation() or time.monotonic() - self.read_at > RULES_TTL_S:
             changes = generation()
-            self.rules = [r for r in store.all() if r.enabled and r.kind in AT_INGEST_KINDS]
+            stored = RuleStore(series.redis, series.keys).all()
+            self.rules = [r for r in stored if r.enabled and r.kind in AT_INGEST_KINDS]
             self.read_at, self.generation = time.monotonic(), changes
         return self.rules
 
@@ -79,7 +80,7 @@ def cached_rules(series: TimeSeriesDao) -> list[Rule]:
         cache = _caches.get(series)
         if cache is None:
             cache = _caches[series] = _RuleCache()
-    return cache.current(RuleStore(series.redis, series.keys))
+    return cache.current(series)
 
 
 @dataclass
