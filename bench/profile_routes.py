@@ -19,7 +19,7 @@ the figures are the app's own cost:
 
 Routes: ``post`` (``POST /api/analytics/readings/<id>``, one reading, every timestamp new),
 ``latest``, ``capacity``, ``summary``, ``health``. Each route's text goes to
-``<out>/<label>-<route>.txt``, the figures of all routes to ``<out>/<label>-summary.txt``.
+``<out>/<label>-<route>.txt``, the figures of all routes to ``<out>/<label>-totals.txt``.
 The machine may be busy: CPU per request and commands per request are robust to that, wall time is not
 reported.
 """
@@ -98,7 +98,7 @@ def main() -> None:
             summary.append(_summary_table(backend, rows))
     for route, parts in texts.items():
         (out / f"{args.label}-{route}.txt").write_text(_header(args) + "\n" + "\n".join(parts))
-    (out / f"{args.label}-summary.txt").write_text("\n".join(summary))
+    (out / f"{args.label}-totals.txt").write_text("\n".join(summary))
     print("\n".join(summary))
     print(f"Profiles: {out}/{args.label}-<route>.txt")
 
