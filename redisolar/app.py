@@ -60,7 +60,7 @@ def create_app(config_name: str | None = None, test_config: Mapping[str, Any] | 
     services.updater.on_pass = record_reconcile
     init_api(app, service_bp, sites_bp, analytics_bp, keys_bp, metrics_bp, alerts_bp, events_bp, webhooks_bp)
     init_observe(app)  # first: request ids, metrics, access lines (redisolar.api.observe)
-    init_auth(app)  # API keys, rate limits, cross-site refusals (README "Security")
+    init_auth(app)  # API keys, rate limits, cross-site refusals (docs/security.md)
     init_web(app)  # the dashboard: /dashboard, /sites/<id>; GET / for browsers
     log.info("app created: config %r, Redis at %s", config_name, get_services(app).settings.redis.describe())
     return app

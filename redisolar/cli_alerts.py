@@ -1,4 +1,4 @@
-"""``redisolar alerts``: manage alert rules, list alerts, run one evaluation pass (README "Alerts").
+"""``redisolar alerts``: manage alert rules, list alerts, run one evaluation pass (docs/alerts.md).
 
 ``alerts rules add`` takes the rule's fields as options and validates them with the API's schema
 (:class:`~redisolar.alerts.rules.RuleSchema`): one validator for both.

@@ -135,7 +135,7 @@ def export(
 ) -> None:
     """Export the readings of every site (or of each --site) to FILE, site after site.
 
-    Rows carry the site, its time zone, UTC and site-local timestamps (README, "Export"). Resumable
+    Rows carry the site, its time zone, UTC and site-local timestamps (docs/time-and-history.md). Resumable
     by site: FILE.progress lists the sites already on disk; after an interruption, the same command
     with --resume cuts FILE back to the last complete site and appends the rest. The progress file
     is removed when the export completes.

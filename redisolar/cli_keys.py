@@ -1,4 +1,4 @@
-"""``redisolar keys``: create, list and revoke API keys (README "Security").
+"""``redisolar keys``: create, list and revoke API keys (docs/security.md).
 
 ``keys create`` prints the new key alone on the last line of standard output, so scripts can take it
 with ``tail -n 1``; it is shown this once (only its hash is stored).

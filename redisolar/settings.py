@@ -156,7 +156,7 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_DELIVERY": True,  # false: this server runs no webhook deliverer (redisolar.events.deliverer)
     "DASHBOARD_REFRESH_MS": 7000,  # how often an open dashboard page polls the API
     "DASHBOARD_API_BASE": "/api",  # where the dashboard's pages find the API
-    "AUTH_MODE": "auto",  # auto | required | writes | off (README "Security")
+    "AUTH_MODE": "auto",  # auto | required | writes | off (docs/security.md)
     "RATE_LIMIT_WRITES": "600/minute",  # per API key, or per client address without a key; 0: none
     "RATE_LIMIT_READS": "1200/minute",
     "TRUSTED_PROXIES": 0,  # reverse proxies in front whose X-Forwarded-For is believed

@@ -40,7 +40,7 @@ API_CONFIG: dict[str, Any] = {
             "description": "Solar-fleet monitoring on Redis. Every error answers "
             '`{"error": "...", "details": ...}`; 503 (with `Retry-After`) while Redis is unavailable. '
             "API keys go in `Authorization: Bearer <key>` or `X-API-Key`; which operations need one "
-            "depends on the server's AUTH_MODE (README, Security). Limited responses carry the "
+            "depends on the server's AUTH_MODE (docs/security.md). Limited responses carry the "
             "`RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-10)."
         }
     },

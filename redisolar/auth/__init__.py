@@ -1,5 +1,5 @@
 """The trust boundary: API keys with scopes, rate limits, and requests that cannot be forged
-cross-site. :func:`init_auth` installs it on an app; README "Security" describes the model.
+cross-site. :func:`init_auth` installs it on an app; docs/security.md describes the model.
 
 Per request (:func:`authorize`, a ``before_request`` hook), at most one round trip to Redis:
 

@@ -26,7 +26,8 @@ Decisions:
   exact; but they are UTC-aligned (no local days across DST), the hours alone would take 16 rules per
   site (a count, and sum/min/max/first/last of 3 metrics), i.e. 16 more series each updated on every
   sample (TS.ADD is O(rules)), and no rule keeps the time of the max (the day's peak). One format on
-  both backends also gives the same answers on both. Measured: ``bench/history_memory.py`` (README).
+  both backends also gives the same answers on both. Measured: ``bench/history_memory.py``
+  (docs/time-and-history.md).
 - **Local days** use the site hash's ``tzt`` (its zone's offsets, ``lua/lib/localday.lua``, the
   Lua twin of :mod:`redisolar.localtime`): 23 h and 25 h days are exact; without ``tzt`` (a site not
   migrated yet, or readings of an unregistered site) the days are UTC days.
