@@ -431,9 +431,11 @@ def round_trips(monkeypatch: pytest.MonkeyPatch, request: Callable[[], Any]) -> 
 
 @pytest.mark.parametrize(
     ("method", "path", "body", "extra"),
-    [  # on a site's reads the check also reads whether the site exists: no extra trip; a reading's
-        # write checks that itself (services.ingest), so there the key check is the one extra trip
-        ("GET", "/api/analytics/readings/1/latest", None, 0),
+    [  # a site's latest readings and a reading's write learn whether the site exists in their own
+        # round trip (the zone read with the data; the write script), so the key check is the one
+        # extra trip; the site-position read checks the site in the key check's round trip: none extra
+        ("GET", "/api/analytics/readings/1/latest", None, 1),
+        ("GET", "/api/analytics/leaderboards/capacity/site/1", None, 0),
         ("GET", "/api/analytics/summary", None, 1),
         ("POST", "/api/analytics/readings/1", "reading", 1),
         ("GET", "/api/sites/1", None, 1),

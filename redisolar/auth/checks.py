@@ -134,11 +134,20 @@ def _without_key(need: Need, budget: str, policy: RatePolicy | None, mode: str) 
     return None
 
 
+SITE_READ_IN_DATA_ROUND_TRIP = frozenset(
+    {"analytics.get_latest_readings", "analytics.get_site_readings", "analytics.get_site_analytics"}
+)
+"""The analytics views that learn whether their site exists from their own data round trip (which
+reads the site's zone from its hash): nothing to prefetch for them."""
+
+
 def _site_to_prefetch() -> int | None:
-    """The site whose existence the analytics views check first (``_require_site``): read in the
-    check's round trip rather than in one of its own."""
+    """The site whose existence the other analytics views check first (``_require_site``): read in
+    the check's round trip rather than in one of its own."""
     if request.blueprint != "analytics" or request.method not in SAFE_METHODS:
         return None  # the readings POSTs: the write script itself refuses a missing site
+    if request.endpoint in SITE_READ_IN_DATA_ROUND_TRIP:
+        return None
     site_id = (request.view_args or {}).get("site_id")
     return site_id if isinstance(site_id, int) else None
 
