@@ -89,7 +89,7 @@ INVALID = ("malformed", "unknown", "revoked", "expired")
 
 
 def expected_status(mode: str, credential: str, route: Route) -> int:
-    """The documented answer (README "Security") for ``credential`` on ``route`` under ``mode``."""
+    """The documented answer (docs/security.md) for ``credential`` on ``route`` under ``mode``."""
     if mode == "off":
         return route.ok
     if credential in INVALID:
