@@ -213,6 +213,29 @@ class HistoryDao:
             run_scripts(self.client, todo[i : i + 30])
         return stop - first
 
+    def day_totals(self, sites: list[tuple[int, int]]) -> dict[int, tuple[int, float, int]]:
+        """Each ``(site_id, local day number)``'s (data version, Wh generated, readings) as its day
+        record holds them (``history_daysum.lua``: the version the records reflect, read with the
+        record), i.e. exactly the day total the ingest sets from ``history_set.lua``'s reply. One
+        round trip."""
+        calls = [
+            ScriptCall(
+                script("history_daysum"),
+                (
+                    self.keys.history_meta_key(site_id),
+                    self.keys.series_meta_key(site_id),
+                    self.keys.history_days_key(site_id, day // DAY_BLOCK),
+                ),
+                (day % DAY_BLOCK,),
+            )
+            for site_id, day in sites
+        ]
+        replies = run_scripts(self.client, calls) if calls else []
+        return {
+            site_id: (int(to_str(r[0])), float(to_str(r[1])), int(r[2]))
+            for (site_id, _), r in zip(sites, replies, strict=True)
+        }
+
     # -- reads -------------------------------------------------------------------------------------
     def _read(self, site_id: int, kind: str, first: int, stop: int) -> list[tuple[int, list[float]]]:
         """The non-empty records numbered ``first .. stop - 1`` (hours or local days)."""
