@@ -181,14 +181,18 @@ class TimeSeriesDao:
         replies = run_scripts_collect(self.redis, [*calls, *history])
         outcomes: list[WriteOutcome] = []
         errors: dict[int, Exception] = {}
-        for site_id, reply, totals in zip(site_ids, replies[: len(calls)], replies[len(calls) :], strict=True):
+        for site_id, reply, totals in zip(
+            site_ids, replies[: len(calls)], replies[len(calls) :], strict=True
+        ):
             if isinstance(reply, Exception):
                 errors[site_id] = self._write_error(site_id, reply)
                 continue
             if isinstance(totals, Exception):  # stored; a retry fixes the rollups and derived state
                 log.error("history rollups of site %s not written: %s", site_id, totals)
                 errors[site_id] = totals
-            outcomes.append(parse_write_outcome(site_id, reply, None if isinstance(totals, Exception) else totals))
+            outcomes.append(
+                parse_write_outcome(site_id, reply, None if isinstance(totals, Exception) else totals)
+            )
         stored = sum(len(by_site[o.site_id]) for o in outcomes)
         return SeriesWrite(outcomes, errors, stored)
 
