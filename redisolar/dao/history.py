@@ -11,8 +11,12 @@ Decisions:
   previous rollup: a retried, repeated or overwriting write leaves exactly the rollup of what is
   stored, and a one-reading write costs an hour of readings and a day of hour records, whatever
   the day holds. A day's count, min, max, first, last and peak are its readings'; its sum adds its
-  pieces' sums (each in time order) in time order, as a query of day buckets over the hours does,
-  which can differ in the last bits from adding the day's readings one by one (the day boards').
+  pieces' sums (each in time order) in time order, as a query of day buckets over the hours does
+  (it can differ in the last bits from adding the day's readings one by one). The ingest call's
+  reply carries the touched hours' and local days' generation sums: the one computation of the
+  totals that the day boards and fleet hours are set from (:mod:`redisolar.services.ingest`), and
+  the reconciler reads the same day records (:meth:`HistoryDao.day_totals`), so a board's score is
+  the energy endpoint's day Wh exactly.
   An hour or day that began before the raw window (newest − retention) cannot be recomputed (its
   older readings are gone) and is left as it was when it was whole.
 - **One format on both backends.** A rollup is a fixed-size record of little-endian doubles (hour:

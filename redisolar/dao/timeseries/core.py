@@ -8,8 +8,8 @@ per site and day. Writes append (in-order data) or merge (late or repeated data)
 generation is derived on read (generated − used), so it costs no memory.
 
 Every script declares every partition it touches (one slot, ``{site:ID}``, but declared all the same,
-as Redis Cluster requires): a write declares the days of its readings and the two days either side
-(what the site-local days of its readings span: it returns their totals) and the two days before the
+as Redis Cluster requires): a write declares the days of its readings (it computes no totals:
+``history_set.lua``, which follows it, declares what it reads) and the two days before the
 retention window counted from its newest reading (what the window drops as it moves); a read declares
 the days of its range (a range wider than :data:`DECLARED_DAYS` days first reads the meta hash's
 ``lo``/``hi`` and declares the days that can hold data: one more round trip); the latest reading is
