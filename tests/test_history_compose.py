@@ -76,7 +76,9 @@ def blocks(raw: redis.Redis, dao: TimeSeriesDao, site_id: int) -> dict[str, obje
     keys = dao.keys
     meta = raw.hgetall(keys.history_meta_key(site_id))
     span = {f.decode(): int(v) for f, v in meta.items() if f in (b"lh", b"hh", b"ld", b"hd")}
-    out: dict[str, object] = {"meta": sorted(meta.items())}
+    # 'hv' is the series data version the day records reflect (a new write bumps it, as it bumps the
+    # series' own 'v'): bookkeeping for the reconciler, not rollup bytes
+    out: dict[str, object] = {"meta": sorted(item for item in meta.items() if item[0] != b"hv")}
     for b in range(span["lh"], span["hh"] + 1):
         out[keys.history_hours_key(site_id, b)] = raw.get(keys.history_hours_key(site_id, b))
     for b in range(span["ld"], span["hd"] + 1):

@@ -130,11 +130,16 @@ def test_a_reading_costs_two_round_trips(
 
 # -- exactness: appends and backlog uploads --------------------------------------------------------------
 def expected_days(readings: list[MeterReading]) -> dict[tuple[int, int], float]:
-    """(site, UTC day) -> generation, summed in time order (as both backends sum)."""
+    """(site, UTC day) -> generation as the history defines a day's sum: each hour's readings summed
+    in time order, then the day's hour sums added in time order."""
     latest = {(r.site_id, r.timestamp_millis): r.wh_generated for r in readings}
-    sums: dict[tuple[int, int], float] = {}
+    hours: dict[tuple[int, int], float] = {}
     for (site_id, ts), wh in sorted(latest.items()):
-        sums[(site_id, ts // MS_PER_DAY)] = sums.get((site_id, ts // MS_PER_DAY), 0.0) + wh
+        hours[(site_id, ts // MS_PER_HOUR)] = hours.get((site_id, ts // MS_PER_HOUR), 0.0) + wh
+    sums: dict[tuple[int, int], float] = {}
+    for (site_id, hour), wh in sorted(hours.items()):
+        key = (site_id, hour * MS_PER_HOUR // MS_PER_DAY)
+        sums[key] = sums.get(key, 0.0) + wh
     return sums
 
 

@@ -11,8 +11,12 @@ Decisions:
   previous rollup: a retried, repeated or overwriting write leaves exactly the rollup of what is
   stored, and a one-reading write costs an hour of readings and a day of hour records, whatever
   the day holds. A day's count, min, max, first, last and peak are its readings'; its sum adds its
-  pieces' sums (each in time order) in time order, as a query of day buckets over the hours does,
-  which can differ in the last bits from adding the day's readings one by one (the day boards').
+  pieces' sums (each in time order) in time order, as a query of day buckets over the hours does
+  (it can differ in the last bits from adding the day's readings one by one). The ingest call's
+  reply carries the touched hours' and local days' generation sums: the one computation of the
+  totals that the day boards and fleet hours are set from (:mod:`redisolar.services.ingest`), and
+  the reconciler reads the same day records (:meth:`HistoryDao.day_totals`), so a board's score is
+  the energy endpoint's day Wh exactly.
   An hour or day that began before the raw window (newest − retention) cannot be recomputed (its
   older readings are gone) and is left as it was when it was whole.
 - **One format on both backends.** A rollup is a fixed-size record of little-endian doubles (hour:
@@ -213,6 +217,29 @@ class HistoryDao:
         for i in range(0, len(todo), 30):
             run_scripts(self.client, todo[i : i + 30])
         return stop - first
+
+    def day_totals(self, sites: list[tuple[int, int]]) -> dict[int, tuple[int, float, int]]:
+        """Each ``(site_id, local day number)``'s (data version, Wh generated, readings) as its day
+        record holds them (``history_daysum.lua``: the version the records reflect, read with the
+        record), i.e. exactly the day total the ingest sets from ``history_set.lua``'s reply. One
+        round trip."""
+        calls = [
+            ScriptCall(
+                script("history_daysum"),
+                (
+                    self.keys.history_meta_key(site_id),
+                    self.keys.series_meta_key(site_id),
+                    self.keys.history_days_key(site_id, day // DAY_BLOCK),
+                ),
+                (day % DAY_BLOCK,),
+            )
+            for site_id, day in sites
+        ]
+        replies = run_scripts(self.client, calls) if calls else []
+        return {
+            site_id: (int(to_str(r[0])), float(to_str(r[1])), int(r[2]))
+            for (site_id, _), r in zip(sites, replies, strict=True)
+        }
 
     # -- reads -------------------------------------------------------------------------------------
     def _read(self, site_id: int, kind: str, first: int, stop: int) -> list[tuple[int, list[float]]]:

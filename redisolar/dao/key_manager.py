@@ -171,8 +171,8 @@ class KeyManager:
     def series_meta_key(self, site_id: int) -> str:
         """Hash ``tsmeta:{site:ID}``: ``v`` = version of the site's readings (both backends); backend
         ``core`` adds ``lo``/``hi`` (first/last partition day) and ``newest`` (ms of the newest reading);
-        backend ``redistimeseries`` adds a cache valid while ``cv`` equals ``v``: ``newest`` and
-        ``dsum``/``hsum`` (``N:SUM``, the generation of the newest reading's day/hour N; ``ts_write.lua``)."""
+        backend ``redistimeseries`` adds a cache valid while ``cv`` equals ``v``: ``newest``
+        (``ts_write.lua``; the ``dsum``/``hsum`` sums of earlier versions are dropped on write)."""
         return f"{self.key_prefix}tsmeta:{self.site_tag(site_id)}"
 
     def core_partition_key(self, site_id: int, day: int) -> str:
@@ -185,7 +185,8 @@ class KeyManager:
 
     def history_meta_key(self, site_id: int) -> str:
         """Hash ``hist:{site:ID}:meta`` (:mod:`redisolar.dao.history`): ``newest`` (ms of the newest
-        reading rolled up), ``lh``/``hh`` and ``ld``/``hd`` (lowest/highest hour and day block written)."""
+        reading rolled up), ``lh``/``hh`` and ``ld``/``hd`` (lowest/highest hour and day block written),
+        ``hv`` (the series data version the day records reflect; read with them by the reconciler)."""
         return f"{self.key_prefix}hist:{self.site_tag(site_id)}:meta"
 
     def history_hours_key(self, site_id: int, block: int) -> str:

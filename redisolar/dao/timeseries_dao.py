@@ -181,15 +181,18 @@ class TimeSeriesDao:
         replies = run_scripts_collect(self.redis, [*calls, *history])
         outcomes: list[WriteOutcome] = []
         errors: dict[int, Exception] = {}
-        for site_id, reply in zip(site_ids, replies[: len(calls)], strict=True):
+        for site_id, reply, totals in zip(
+            site_ids, replies[: len(calls)], replies[len(calls) :], strict=True
+        ):
             if isinstance(reply, Exception):
                 errors[site_id] = self._write_error(site_id, reply)
-            else:
-                outcomes.append(parse_write_outcome(site_id, reply))
-        for site_id, reply in zip(site_ids, replies[len(calls) :], strict=True):
-            if isinstance(reply, Exception) and site_id not in errors:  # stored; a retry fixes the rollups
-                log.error("history rollups of site %s not written: %s", site_id, reply)
-                errors[site_id] = reply
+                continue
+            if isinstance(totals, Exception):  # stored; a retry fixes the rollups and derived state
+                log.error("history rollups of site %s not written: %s", site_id, totals)
+                errors[site_id] = totals
+            outcomes.append(
+                parse_write_outcome(site_id, reply, None if isinstance(totals, Exception) else totals)
+            )
         stored = sum(len(by_site[o.site_id]) for o in outcomes)
         return SeriesWrite(outcomes, errors, stored)
 
@@ -500,14 +503,18 @@ class TimeSeriesDao:
         self, sites: Sequence[tuple[int, str | None]], day: date
     ) -> dict[int, tuple[int, float, int, float]]:
         """Each ``(site_id, timezone)``'s (data version, Wh generated, readings, hours) over its own
-        local ``day`` (:func:`redisolar.localtime.local_day_bounds`; UTC without a zone), as the write
-        scripts count it; ``hours`` is that day's length (23/24/25). One round trip."""
-        bounds = {site_id: _local_bounds(day, zone) for site_id, zone in sites}
-        totals = self.backend.day_sums([(check_site_id(s), start, end) for s, (start, end) in bounds.items()])
-        return {
-            s: (version, total, count, (bounds[s][1] - bounds[s][0]) / 3_600_000)
-            for s, (version, total, count) in totals.items()
-        }
+        local ``day`` (:func:`redisolar.localtime.local_day_bounds`; UTC without a zone) as its
+        history day record holds them (:meth:`HistoryDao.day_totals`): the same total the ingest
+        sets on the day boards (its hours' sums added in time order, as the energy endpoint gives);
+        ``hours`` is that day's length (23/24/25). One round trip."""
+        number = (day - date(1970, 1, 1)).days
+        totals = self.history.day_totals([(check_site_id(s), number) for s, _ in sites])
+        out = {}
+        for site_id, zone in sites:
+            start, end = _local_bounds(day, zone)
+            version, total, count = totals[site_id]
+            out[site_id] = (version, total, count, (end - start) / 3_600_000)
+        return out
 
     def delete_site_data(self, site_id: int) -> None:
         """Remove every key holding the site's readings and their history rollups (no KEYS scan:

@@ -4,8 +4,11 @@ by the REST API and the CLI).
 Two round trips whatever the batch, as long as it stays clear of the retention window's edge:
 
 1. the series write (:meth:`TimeSeriesDao.write_records`): one atomic, single-slot script per site,
-   which refuses a site that does not exist (``require_sites``) without writing anything, and returns
-   the site's new data version and the absolute generation totals of every day and hour it touched;
+   which refuses a site that does not exist (``require_sites``) without writing anything and returns
+   the site's new data version, followed in the same pipeline by its history rollup
+   (``history_set.lua``), whose reply is the one computation of the absolute generation totals of
+   every UTC hour the write touched and every local day those hours touch (a day's sum: its hours'
+   sums in time order, the energy endpoint's figure);
 2. the derived state, from those absolute, versioned totals (a retried or repeated update changes
    nothing), each family through its owner: the day leaderboards (:class:`DailyBoards`), the fleet's
    hourly rollup and last-seen (:class:`FleetHours`). Every call is single-slot and declares its keys;

@@ -29,7 +29,7 @@ from redisolar.dao.key_manager import KeyManager, key_manager
 from redisolar.dao.leaderboard_dao import LeaderboardDao
 from redisolar.dao.site_dao_redis import SiteDaoRedis
 from redisolar.dao.timeseries_dao import TimeSeriesDao
-from redisolar.localtime import day_date, fleet_today, local_day_number
+from redisolar.localtime import day_date, fleet_today, local_day_bounds, local_day_number
 from redisolar.models.site import Site
 from redisolar.timeutil import MS_PER_DAY, utcnow
 
@@ -202,8 +202,9 @@ class LeaderboardUpdater:
 
     def rebuild_site_days(self, site: Site) -> int:
         """After a site's time zone changed: take the site off every day board (its entries counted the
-        former zone's days), then score its local days of the new zone over the retention window from
-        its readings (one round trip per day). Returns how many days it is scored on."""
+        former zone's days), recompose its history rollups over the retention window in the new zone
+        (:meth:`HistoryDao.rebuild`), then score its local days from their day records (one round
+        trip per day). Returns how many days it is scored on."""
         self.leaderboard_dao.remove_site_from_day_boards(site.id)
         newest = self.timeseries_dao.backend.newest([site.id])[site.id]
         if newest is None:
@@ -214,6 +215,9 @@ class LeaderboardUpdater:
         last = local_day_number(newest, zone)
         if not retention:  # keep everything: from the site's oldest day that holds a reading
             first = max(first, last - 366)
+        # the day totals are the history's day records: recompose them in the new zone first
+        start = local_day_bounds(day_date(first), zone)[0]
+        self.timeseries_dao.history.rebuild(self.timeseries_dao.backend.name, site.id, start, newest + 1)
         scores = []
         for number in range(first, last + 1):
             day = day_date(number)

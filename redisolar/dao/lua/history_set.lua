@@ -31,7 +31,13 @@
 -- An hour or day that starts before the raw window (newest - retention) is left as it is: its older
 -- readings are gone, so it cannot be recomputed (but one without a record yet, a backfill near the
 -- window's start, gets the rollup of its visible readings; such a day, of its hours' records).
--- Returns {hours written, days written}.
+-- Returns {hours written, days written, {hour, generation sum, ...}, {day, generation sum, length ms,
+-- ...}}: with ARGV[13] '' (ingest), the touched hours' sums of their visible readings (in time order,
+-- as the hour records hold them) and the sums of the local days those hours touch as their day
+-- records now hold them (recomputed, or kept: begun before the raw window), for the day boards and
+-- the fleet hours (services/ingest.py): one computation of a site's totals per write. A day without
+-- a record is left out. With ARGV[13] '' or 'd' the history meta's 'hv' is set to the series data
+-- version (KEYS[3] 'v') the day records now reflect (the reconciler reads both in one script).
 --@include lib/localday.lua
 local HOUR = 3600000
 local DAY = 86400000
@@ -41,7 +47,7 @@ local HREC = 136
 local DREC = 152
 local HFORMAT = '<' .. string.rep('d', 17)
 local backend = ARGV[1]
-if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return {0, 0} end
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return {0, 0, {}, {}} end
 local retention = tonumber(ARGV[3])
 local history = tonumber(ARGV[4])
 local nsrc = tonumber(ARGV[6])
@@ -50,6 +56,7 @@ local hb0, nh = tonumber(ARGV[8]), tonumber(ARGV[9])
 local db0, nd = tonumber(ARGV[10]), tonumber(ARGV[11])
 local ndead = tonumber(ARGV[12])
 local write_hours, write_days = ARGV[13] ~= 'd', ARGV[13] ~= 'h'
+local totals = ARGV[13] == ''  -- ingest: return the totals of the touched hours and days
 local HKEY0 = 3 + nsrc
 local DKEY0 = HKEY0 + nh
 local DEAD0 = DKEY0 + nd
@@ -61,7 +68,7 @@ else
   local latest = redis.pcall('TS.GET', KEYS[4])
   if type(latest) == 'table' and latest[1] then newest = tonumber(latest[1]) end
 end
-if newest == nil then return {0, 0} end
+if newest == nil then return {0, 0, {}, {}} end
 local visible = -1
 if retention > 0 then visible = newest - retention end
 
@@ -196,6 +203,7 @@ local horizon = -1  -- nothing starting before it is kept
 if history > 0 then horizon = newest - history end
 
 local hours_written = 0
+local hour_sums, day_sums = {}, {}
 local lh, hh = tonumber(meta[2]), tonumber(meta[3])
 if write_hours then
   for h in string.gmatch(ARGV[5], '%d+') do
@@ -207,11 +215,21 @@ if write_hours then
     if start >= horizon and k > HKEY0 and k <= DKEY0 and (start >= visible or empty(k, offset)) then
       local record = rollup(start, start + HOUR)
       put(k, offset, HREC, record, HBLOCK * HREC)
+      if totals and record then
+        hour_sums[#hour_sums + 1] = hour
+        hour_sums[#hour_sums + 1] = string.format('%.17g', record[3])
+      end
       if record then
         widen('lh', 'hh', lh, hh, block)
         lh, hh = math.min(lh or block, block), math.max(hh or block, block)
       end
       hours_written = hours_written + 1
+    elseif totals and start >= horizon then  -- kept (begun before the raw window): its visible sum
+      local record = rollup(start, start + HOUR)
+      if record then
+        hour_sums[#hour_sums + 1] = hour
+        hour_sums[#hour_sums + 1] = string.format('%.17g', record[3])
+      end
     end
   end
 end
@@ -301,10 +319,24 @@ if write_days then
         ld, hd = math.min(ld or block, block), math.max(hd or block, block)
       end
       days_written = days_written + 1
+      if totals and record then
+        day_sums[#day_sums + 1] = day
+        day_sums[#day_sums + 1] = string.format('%.17g', record[5])
+        day_sums[#day_sums + 1] = string.format('%d', stop - start)
+      end
+    elseif totals and start >= horizon and k > DKEY0 and k <= DEAD0 and not empty(k, offset) then
+      -- kept whole (begun before the raw window): the board takes the day as its record holds it
+      local kept = {struct.unpack('<' .. string.rep('d', 19), redis.call('GETRANGE', KEYS[k], offset,
+        offset + DREC - 1))}
+      day_sums[#day_sums + 1] = day
+      day_sums[#day_sums + 1] = string.format('%.17g', kept[5])
+      day_sums[#day_sums + 1] = string.format('%d', stop - start)
     end
   end
+  local series_v = redis.call('HGET', KEYS[3], 'v')
+  if series_v then redis.call('HSET', KEYS[1], 'hv', series_v) end
 end
 
 if tonumber(meta[1]) == nil or newest > tonumber(meta[1]) then redis.call('HSET', KEYS[1], 'newest', string.format('%d', newest)) end
 for i = DEAD0 + 1, DEAD0 + ndead do redis.call('DEL', KEYS[i]) end
-return {hours_written, days_written}
+return {hours_written, days_written, hour_sums, day_sums}

@@ -28,11 +28,12 @@ Point = tuple[int, float]
 
 @dataclass(frozen=True)
 class WriteOutcome:
-    """What a site's write returned: its new data version, its capacity, the generation total of
-    every site-local day it touched (day numbers of the site's zone, UTC days for a site without
-    ``tzt``) and of every UTC clock hour it touched (absolute sums of the stored data, so a retried
-    update with them changes nothing), its newest reading, and the length in hours of each of those
-    days (23, 24 or 25 across DST changes)."""
+    """What a site's write returned: its new data version, its capacity (both from the write script),
+    the generation total of every UTC clock hour it touched and of every site-local day those hours
+    touch (day numbers of the site's zone, UTC days for a site without ``tzt``), as the history
+    rollups now hold them (``history_set.lua``: a day's sum adds its hours' sums in time order, as
+    the energy endpoint does; absolute, so a retried update with them changes nothing), its newest
+    reading, and the length in hours of each of those days (23, 24 or 25 across DST changes)."""
 
     site_id: int
     version: int
@@ -204,9 +205,13 @@ def pack_records(records: list[Record]) -> bytes:
     return struct.pack(f"<{len(flat)}d", *flat)
 
 
-def parse_write_outcome(site_id: int, reply: list[Any]) -> WriteOutcome:
-    """Parse the reply of ``core_write.lua`` / ``ts_write.lua``."""
-    version, capacity, days, hours, newest = reply
+def parse_write_outcome(site_id: int, reply: list[Any], totals: list[Any] | None) -> WriteOutcome:
+    """A site's outcome from the reply of its write script (``core_write.lua`` / ``ts_write.lua``:
+    version, capacity, newest) and of the ``history_set.lua`` call after it (``totals``: the touched
+    hours' and local days' generation sums, the one computation of them; None when that call
+    failed: no totals, so no derived state is set from this write)."""
+    version, capacity, newest = reply
+    hours, days = (totals[2], totals[3]) if totals is not None else ([], [])
     return WriteOutcome(
         site_id,
         int(version),

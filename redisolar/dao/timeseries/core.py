@@ -8,8 +8,8 @@ per site and day. Writes append (in-order data) or merge (late or repeated data)
 generation is derived on read (generated − used), so it costs no memory.
 
 Every script declares every partition it touches (one slot, ``{site:ID}``, but declared all the same,
-as Redis Cluster requires): a write declares the days of its readings and the two days either side
-(what the site-local days of its readings span: it returns their totals) and the two days before the
+as Redis Cluster requires): a write declares the days of its readings (it computes no totals:
+``history_set.lua``, which follows it, declares what it reads) and the two days before the
 retention window counted from its newest reading (what the window drops as it moves); a read declares
 the days of its range (a range wider than :data:`DECLARED_DAYS` days first reads the meta hash's
 ``lo``/``hi`` and declares the days that can hold data: one more round trip); the latest reading is
@@ -45,9 +45,6 @@ from redisolar.models.site import MetricType
 HOUR = 3_600_000
 DAY = 86_400_000
 DECLARED_DAYS = 64
-LOCAL_DAY_REACH = (-2, -1, 0, 1, 2)
-"""The UTC days around a reading's that its site-local day can span (offsets lie within ±26 h): a
-write declares them all, as the local day totals it returns read them."""
 """The widest range (in days) a read declares without reading the meta hash's ``lo``/``hi`` first."""
 DELETE_ATTEMPTS = 5
 """How often a deletion re-reads ``lo``/``hi`` when writes keep moving them."""
@@ -87,8 +84,7 @@ class CoreBackend:
         return tuple(self.keys.core_partition_key(site_id, day) for day in days)
 
     def write_call(self, site_id: int, records: list[Record], require_site: bool = False) -> ScriptCall:
-        # the readings' days and the two either side: the span of their site-local days (core_write.lua)
-        days = sorted({ts // DAY + k for ts, *_ in records for k in LOCAL_DAY_REACH})
+        days = sorted({ts // DAY for ts, *_ in records})  # the readings' UTC days (core_write.lua)
         if self.retention_ms:
             last_dead = (records[-1][0] - self.retention_ms) // DAY - 1
             days += [d for d in (last_dead - 1, last_dead) if d >= 0 and d not in days]
