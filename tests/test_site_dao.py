@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from redisolar.dao.key_manager import KeyManager
-from redisolar.dao.scripts import script
+from redisolar.dao.scripts import run_scripts, script
 from redisolar.dao.site_dao_redis import MAX_LIMIT, SearchResult, SiteDaoRedis
 from redisolar.dao.sites import GEO_MAX_LAT, MAX_OFFSET, MAX_RADIUS_KM, parse_query
-from redisolar.dao.sites.store import index_record
+from redisolar.dao.sites.hashes import decoded
+from redisolar.dao.sites.store import Write, index_record
 from redisolar.dao.sites.totals import stats_from_hash
 from redisolar.errors import BackendUnavailable, InvalidInput, InvalidQuery, SiteAlreadyExists, SiteNotFound
 from redisolar.models.site import Coordinate, Site
@@ -318,6 +319,41 @@ def test_concurrent_writers_keep_indexes_consistent(client: redis.Redis) -> None
         thread.join()
     final = dao.find_by_id(1)
     assert final is not None
+    assert_indexes(client, [final])
+
+
+def test_a_write_whose_index_call_was_outrun_still_indexes_its_hash(client: redis.Redis) -> None:
+    """A forced interleaving of two writers' script calls (no timing): A's index call is told OLD while
+    its site call is STALE (X, with a later version, got in first); on A's next attempt the hash takes
+    A's values and the index call is STALE (A's belief of the record is X's no more): A is not done
+    until its values are indexed, so the indexes end matching the hash."""
+    dao = SiteDaoRedis(client)
+    dao.insert(site(1))
+
+    def attempt(write: Write) -> None:
+        calls = dao._calls(write)
+        for (_, apply), reply in zip(calls, run_scripts(client, [c for c, _ in calls]), strict=True):
+            apply(decoded(reply))
+
+    a = Write(1, "upsert", site(1, state="A", city="City A"))
+    x = Write(1, "upsert", site(1, state="X", city="City X", coordinate=None))
+    a.next_version()
+    x.next_version()
+    attempt(a)  # both learn the stored version and index record
+    attempt(x)
+    assert not a.done and not x.done
+    x.version = a.version + 1  # X's version is the later one
+    attempt(x)  # X writes the hash and the index
+    assert x.done
+    attempt(a)  # A's site call is STALE (X's hash), its index call OLD (X's later version)
+    assert not a.site_done
+    for _ in range(3):
+        if a.done:
+            break
+        attempt(a)
+    assert a.done
+    final = dao.find_by_id(1)
+    assert final == a.site
     assert_indexes(client, [final])
 
 

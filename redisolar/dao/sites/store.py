@@ -346,8 +346,13 @@ def _site_reply(write: Write, reply: Sequence[Any]) -> None:
 
 
 def index_reply(write: Write, reply: Sequence[Any]) -> None:
-    """Take a ``sites_index.lua`` reply into ``write``."""
+    """Take a ``sites_index.lua`` reply into ``write``.
+
+    Only this attempt's reply decides whether the index took the write: an ``OLD`` of an earlier
+    attempt (whose site call was ``STALE``) does not stand for the version this attempt wrote.
+    """
     status = text(reply[0])
+    write.index_done = False
     if status == "OK":
         write.index_done = True
         site = write.site
