@@ -9,9 +9,9 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -308,15 +308,13 @@ def test_concurrent_writers_keep_indexes_consistent(client: redis.Redis) -> None
 
     def write(states: list[str]) -> None:
         for i, state in enumerate(states * 25):
-            dao.insert(
-                site(1, state=state, city=f"City {i % 3}", coordinate=None if i % 2 else site(1).coordinate)
-            )
+            coordinate = None if i % 2 else site(1).coordinate
+            dao.insert(site(1, state=state, city=f"City {i % 3}", coordinate=coordinate))
 
-    threads = [threading.Thread(target=write, args=(states,)) for states in (["A", "B"], ["C", "D"], ["E"])]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(write, states) for states in (["A", "B"], ["C", "D"], ["E"])]
+    for future in futures:
+        future.result()  # a writer's exception (e.g. WatchError) fails the test
     final = dao.find_by_id(1)
     assert final is not None
     assert_indexes(client, [final])
