@@ -238,3 +238,23 @@ def test_appends_one_reading_at_a_time_are_exact_even_after_a_writer_that_skips_
             services.redis.hincrby(dao.keys.series_meta_key(1), "v", 1)
             earlier.append(extra)
     check_exact(services, readings + earlier, top)
+
+
+def test_one_batch_of_thousands_of_sites_sets_every_derived_entry(services: Services, top: datetime) -> None:
+    """The DAO's multi-site batch (no size limit: the CLI's loads, backfills) with one reading of each
+    of 9,000 sites: every site gets its board score and its share of the fleet hour, however many
+    members one day's board call or one hour's call then carries (a script's ``unpack`` stops near
+    8,000 values)."""
+    count = 9_000
+    services.sites.insert_many(*(site(s) for s in range(1, count + 1)))
+    at = top - timedelta(minutes=30)
+    readings = [reading(s, at, float(s % 97) + 0.5) for s in range(1, count + 1)]
+    assert ingest_readings(services, readings) == count
+    day = at.date()
+    lb = LeaderboardDao(services.redis, services.sites)
+    for s in (1, 4_321, count):
+        assert lb.get_site_score(s, "generation", day) == float(s % 97) + 0.5
+    assert services.redis.zcard(services.keys.daily_leaderboard_key("generation", day)) == count
+    hour = to_ms(at) // MS_PER_HOUR
+    total = float(services.redis.get(services.timeseries.keys.fleet_hour_total_key(hour)) or 0)
+    assert total == pytest.approx(math.fsum(float(s % 97) + 0.5 for s in range(1, count + 1)), rel=1e-12)

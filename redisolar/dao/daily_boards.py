@@ -47,7 +47,7 @@ from typing import Any, NamedTuple, TypeAlias
 import redis
 
 from redisolar.dao.key_manager import KeyManager
-from redisolar.dao.scripts import Extra, ScriptCall, run_scripts, script
+from redisolar.dao.scripts import MEMBERS_PER_CALL, Extra, ScriptCall, chunks, run_scripts, script
 from redisolar.events.stream import rank_calls
 from redisolar.timeutil import MS_PER_DAY
 
@@ -111,7 +111,8 @@ class DailyBoards:
         return sum(changed_of(r) for r in replies[: len(planned.calls)])
 
     def calls(self, scores: Iterable[Score], *, ranks: bool = True) -> DayCalls:
-        """The calls applying :data:`Score` tuples: one ``lb_set.lua`` per (day, part), to run in the
+        """The calls applying :data:`Score` tuples: one ``lb_set.lua`` per (day, part) and
+        :data:`~redisolar.dao.scripts.MEMBERS_PER_CALL` sites, to run in the
         caller's round trip; then :meth:`follow_up_calls` of their replies. ``ranks``: report the rank
         moves on the boards of the current dates (with ``FLEET_SHARDS`` = 1 only; see the module
         docstring)."""
@@ -125,13 +126,13 @@ class DailyBoards:
                 repr(generation),
                 "" if efficiency is None else repr(efficiency),
             ]
-        return DayCalls(
-            [
-                self._call(day_number, shard, args, RANK_EVENT_TOP if day_number in current else 0)
-                for (day_number, shard), args in by_day.items()
-            ],
-            [day_number for day_number, _ in by_day],
-        )
+        calls, days = [], []
+        for (day_number, shard), args in by_day.items():  # 4 arguments a member
+            for part in chunks(args, 4 * MEMBERS_PER_CALL):
+                top = RANK_EVENT_TOP if day_number in current else 0
+                calls.append(self._call(day_number, shard, list(part), top))
+                days.append(day_number)
+        return DayCalls(calls, days)
 
     def follow_up_calls(self, planned: DayCalls, replies: Sequence[Any]) -> list[ScriptCall]:
         """After ``planned``'s calls ran with ``replies``: :meth:`index_calls` of the days whose board

@@ -46,7 +46,7 @@ import redis
 from redis.client import Pipeline
 
 from redisolar.dao.key_manager import KeyManager
-from redisolar.dao.scripts import ScriptCall, run_scripts, script
+from redisolar.dao.scripts import MEMBERS_PER_CALL, ScriptCall, chunks, run_scripts, script
 
 FLEET_BUCKET_SITES = 100
 """Sites per bucket hash: fewer than the listpack limit (128), so buckets stay compact."""
@@ -92,11 +92,14 @@ class FleetHours:
         return bucket_of(site_id, self.keys.fleet_shards)
 
     def calls(self, entries: Iterable[Entry]) -> list[ScriptCall]:
-        """One ``fleet_hour_set.lua`` call per (hour, part) the entries touch."""
+        """One ``fleet_hour_set.lua`` call per (hour, part) the entries touch and
+        :data:`~redisolar.dao.scripts.MEMBERS_PER_CALL` sites."""
         by_hour: dict[tuple[int, int], list[tuple[int, int, float | None]]] = defaultdict(list)
         for site_id, hour, version, wh in entries:
             by_hour[hour, self.keys.fleet_shard(site_id)].append((site_id, version, wh))
-        return [self._call(hour, shard, rows) for (hour, shard), rows in by_hour.items()]
+        return [
+            self._call(hour, shard, part) for (hour, shard), rows in by_hour.items() for part in chunks(rows)
+        ]
 
     def _call(
         self,
@@ -127,9 +130,10 @@ class FleetHours:
         pairs: dict[int, list[str]] = defaultdict(list)
         for site_id, ms in newest:
             pairs[self.keys.fleet_shard(site_id)] += [str(ms), str(site_id)]
-        return [
-            ScriptCall(script("zset_add"), (self.keys.fleet_last_seen_key(shard),), ("GT", *args))
+        return [  # 2 arguments a site
+            ScriptCall(script("zset_add"), (self.keys.fleet_last_seen_key(shard),), ("GT", *part))
             for shard, args in pairs.items()
+            for part in chunks(args, 2 * MEMBERS_PER_CALL)
         ]
 
     def remove_site(self, site_id: int, hours: Iterable[int]) -> None:

@@ -30,11 +30,11 @@ import hashlib
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.client import Pipeline
@@ -46,6 +46,20 @@ from redisolar.errors import NotReplicated
 from redisolar.store import Durability
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MEMBERS_PER_CALL = 1_000
+"""The most members (sites) one call of a variadic derived-state script carries: a script passes its
+arguments to a command with ``unpack``, which stops near 8,000 values (Lua's C stack,
+``LUAI_MAXCSTACK``), so a batch of many sites is split into calls of at most this many, each
+absolute and single-slot as before."""
+
+
+def chunks(items: Sequence[T], size: int = MEMBERS_PER_CALL) -> list[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``size``."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
 
 DERIVED_SCRIPTS: frozenset[str] = frozenset(
     {"lb_set", "zset_set", "zset_sum", "zset_add", "fleet_hour_set", "events_add", "history_set"}
