@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from redisolar.alerts.at_ingest import IngestChecks, ingest_checks
+from redisolar.dao.daily_boards import DayCalls
 from redisolar.dao.scripts import ScriptCall, run_scripts
 from redisolar.dao.timeseries.base import Record, WriteOutcome
 from redisolar.dao.timeseries_dao import TimeSeriesDao, group_readings
@@ -87,11 +88,7 @@ def write_derived(
     ``checks`` (:mod:`redisolar.alerts.at_ingest`), in one round trip; a second one follows only when
     needed: once a day per board part to add a day whose board that round trip created to the index
     of days, when a site's rank moved (``rank`` events), when an alert opened or resolved."""
-    boards = series.boards.calls(
-        (o.site_id, day, o.version, total, o.capacity, o.day_hours.get(day, 24.0))
-        for o in outcomes
-        for day, total in o.day_sums.items()
-    )
+    boards = board_calls(series, outcomes)
     alerts = checks.calls if checks is not None else []
     replies = run_scripts(series.redis, [*boards.calls, *fleet_calls(series, outcomes), *events, *alerts])
     later = series.boards.follow_up_calls(boards, replies[: len(boards.calls)])
@@ -113,9 +110,14 @@ def fleet_calls(series: TimeSeriesDao, outcomes: list[WriteOutcome]) -> list[Scr
 def derived_calls(series: TimeSeriesDao, outcomes: list[WriteOutcome]) -> list[ScriptCall]:
     """The per-reading derived calls of :func:`write_derived` (day boards, fleet hours, last-seen),
     without the once-a-day index of days (``bench/capacity.py`` measures them one by one)."""
-    boards = series.boards.calls(
+    return [*board_calls(series, outcomes).calls, *fleet_calls(series, outcomes)]
+
+
+def board_calls(series: TimeSeriesDao, outcomes: list[WriteOutcome]) -> DayCalls:
+    """The calls setting the written sites' day board scores from the day totals their writes
+    returned (with each local day's length in hours for the capacity factor)."""
+    return series.boards.calls(
         (o.site_id, day, o.version, total, o.capacity, o.day_hours.get(day, 24.0))
         for o in outcomes
         for day, total in o.day_sums.items()
     )
-    return [*boards.calls, *fleet_calls(series, outcomes)]
