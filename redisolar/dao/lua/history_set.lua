@@ -194,7 +194,61 @@ local function empty(k, offset)
   return #count < 8 or struct.unpack('<d', count) == 0
 end
 
-local meta = redis.call('HMGET', KEYS[1], 'newest', 'lh', 'hh', 'ld', 'hd')
+local meta = redis.call('HMGET', KEYS[1], 'newest', 'lh', 'hh', 'ld', 'hd', 'hv')
+
+-- The append fast path (see the header): an ingest call whose readings all follow the newest one
+-- rolled up, right after the one write since the last rollup (the series' 'pv', the data version
+-- before this write, is the 'hv' the rollups reflect).
+local rolled = tonumber(meta[1])
+local appending = false
+if totals and ARGV[14] and meta[6] and rolled and tonumber(ARGV[14]) > rolled then
+  appending = redis.call('HGET', KEYS[3], 'pv') == meta[6]
+end
+local TS_APPEND_MAX = 64
+
+-- The readings in [lo, hi) as four parallel arrays (in time order), or nil if there are more than
+-- TS_APPEND_MAX of them in a RedisTimeSeries series (the full path is as cheap then).
+local function new_readings(lo, hi)
+  if backend == 'core' then return core_readings(lo, hi) end
+  local from, to = string.format('%d', lo), string.format('%d', hi - 1)
+  local T, V = {}, {}
+  for m = 1, 3 do
+    local r = redis.call('TS.RANGE', KEYS[3 + m], from, to, 'COUNT', TS_APPEND_MAX + 1)
+    if #r > TS_APPEND_MAX then return nil end
+    V[m] = {}
+    for i = 1, #r do V[m][i] = num(r[i][2]) end
+    if m == 1 then for i = 1, #r do T[i] = tonumber(r[i][1]) end end
+  end
+  return T, V[1], V[2], V[3]
+end
+
+-- The record of the hour at slot offset of block KEYS[k] (begun at start, inside the raw window)
+-- extended by the readings after the newest one rolled up, in time order, as reduce would go on
+-- from the stored record (the same bytes as a recomputation); nil: take the full path.
+local function extend(k, offset, start)
+  if not appending or rolled < start then return nil end  -- a new hour: read whole anyway
+  local data = redis.call('GETRANGE', KEYS[k], offset, offset + HREC - 1)
+  if #data < HREC then return nil end
+  local rec = {struct.unpack(HFORMAT, data)}
+  rec[18] = nil  -- struct.unpack's next position
+  if rec[1] == 0 then return nil end
+  local T, G, U, C = new_readings(rolled + 1, start + HOUR)
+  if T == nil or #T == 0 then return nil end
+  for i = 1, #T do
+    rec[1] = rec[1] + 1
+    if G[i] > rec[5] then rec[2] = T[i] end
+    local b = 3
+    for _, v in ipairs({G[i], U[i], C[i]}) do
+      rec[b] = rec[b] + v
+      if v < rec[b + 1] then rec[b + 1] = v end
+      if v > rec[b + 2] then rec[b + 2] = v end
+      rec[b + 4] = v
+      b = b + 5
+    end
+  end
+  return rec
+end
+local hours_extended = 0
 local function widen(lo_field, hi_field, lo_cur, hi_cur, block)
   if lo_cur == nil or block < lo_cur then redis.call('HSET', KEYS[1], lo_field, block) end
   if hi_cur == nil or block > hi_cur then redis.call('HSET', KEYS[1], hi_field, block) end
@@ -213,7 +267,8 @@ if write_hours then
     local k = HKEY0 + 1 + block - hb0
     local offset = (hour - block * HBLOCK) * HREC
     if start >= horizon and k > HKEY0 and k <= DKEY0 and (start >= visible or empty(k, offset)) then
-      local record = rollup(start, start + HOUR)
+      local record = start >= visible and extend(k, offset, start) or nil
+      if record then hours_extended = hours_extended + 1 else record = rollup(start, start + HOUR) end
       put(k, offset, HREC, record, HBLOCK * HREC)
       if totals and record then
         hour_sums[#hour_sums + 1] = hour
@@ -339,4 +394,4 @@ end
 
 if tonumber(meta[1]) == nil or newest > tonumber(meta[1]) then redis.call('HSET', KEYS[1], 'newest', string.format('%d', newest)) end
 for i = DEAD0 + 1, DEAD0 + ndead do redis.call('DEL', KEYS[i]) end
-return {hours_written, days_written, hour_sums, day_sums}
+return {hours_written, days_written, hour_sums, day_sums, hours_extended}
