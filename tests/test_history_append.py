@@ -114,7 +114,9 @@ def test_only_an_append_right_after_the_last_rollup_takes_the_fast_path(
     assert send(dao, site_id, [(t + SECOND, 3.0, 1.0, 1.0)]) == 0  # an overwrite of the newest
     assert send(dao, site_id, [(t + 2 * SECOND, 3.0, 1.0, 1.0)]) == 1
     # a write without its history call (lost): the next append recomputes its hour
-    run_scripts_collect(dao.redis, [dao.backend.write_call(site_id, [(t + 3 * SECOND, 4.0, 1.0, 1.0)], False)])
+    run_scripts_collect(
+        dao.redis, [dao.backend.write_call(site_id, [(t + 3 * SECOND, 4.0, 1.0, 1.0)], False)]
+    )
     assert send(dao, site_id, [(t + 4 * SECOND, 5.0, 1.0, 1.0)]) == 0
     assert send(dao, site_id, [(t + 5 * SECOND, 5.0, 1.0, 1.0)]) == 1
     assert send(dao, site_id, [(t + 10 * 60 * SECOND, 5.0, 1.0, 1.0)]) == 0  # a new hour: read whole

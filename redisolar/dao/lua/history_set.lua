@@ -1,7 +1,19 @@
 -- History rollups: recompute the UTC hours a write touched ABSOLUTELY from the site's raw readings,
 -- then compose the local days those hours touch ABSOLUTELY from the hour records now stored (never
 -- incrementally: a retried or repeated call writes the same bytes). The cost of a one-reading write
--- is one hour of readings plus a local day of hour records, whatever the day holds.
+-- is one hour of readings plus a local day of hour records, whatever the day holds; an append (the
+-- fast path below) reads only its new readings plus the local day of hour records.
+-- Append fast path: an ingest call (ARGV[13] '') right after the one write since the last rollup
+-- (the series meta's 'pv', the data version before this write, equals the history meta's 'hv':
+-- every earlier write was rolled up; a concurrent writer or a lost history call makes them differ)
+-- whose readings all follow the newest reading rolled up (ARGV[14], its first reading's ms, greater
+-- than 'newest': retries, overwrites and backfills are recomputed). A touched hour that holds that
+-- newest reading, begins inside the raw window and has a record is EXTENDED by the readings after it
+-- (core: a binary search in the partition; redistimeseries: TS.RANGE, at most 64, else recomputed):
+-- count, the sums in time order (the full path sums an hour's readings in time order from 0.0, so
+-- old sum + each new value in order gives the same bits), min, max, last, the peak (a later reading
+-- only if strictly higher: the first at the max). The same bytes as a recomputation
+-- (tests/test_history_append.py); everything else (the days, the reply, 'hv', 'newest') as below.
 -- Runs right after the site's write script, in the same pipeline (redisolar/dao/history.py).
 -- KEYS[1] history meta hash 'hist:{site:ID}:meta' (newest: the newest reading rolled up; lh/hh:
 --   lowest/highest hour block written; ld/hd: lowest/highest day block written),
@@ -18,7 +30,8 @@
 -- (0 = none), ARGV[4] history ms (0 = forever), ARGV[5] the touched hours (comma separated hour
 -- numbers), ARGV[6] NSRC, ARGV[7] first partition day, ARGV[8] first hour block, ARGV[9] NH,
 -- ARGV[10] first day block, ARGV[11] ND, ARGV[12] NDEAD, ARGV[13] what to write: 'h' the hours only,
--- 'd' the local days only (composed from the hour records as they are), '' both (ingest).
+-- 'd' the local days only (composed from the hour records as they are), '' both (ingest), ARGV[14]
+-- the ms of the call's first reading (the fast path's test).
 -- Records: an hour is 17 little-endian doubles (count, peak ms, then for wh_generated, wh_used,
 -- temp_c: sum, min, max, first, last); a day 19 (count, peak ms, start ms, end ms, then the same 15).
 -- Slot i of a block holds hour/day (block * size + i); a slot of zeros (count 0) is empty.
@@ -32,12 +45,13 @@
 -- readings are gone, so it cannot be recomputed (but one without a record yet, a backfill near the
 -- window's start, gets the rollup of its visible readings; such a day, of its hours' records).
 -- Returns {hours written, days written, {hour, generation sum, ...}, {day, generation sum, length ms,
--- ...}}: with ARGV[13] '' (ingest), the touched hours' sums of their visible readings (in time order,
--- as the hour records hold them) and the sums of the local days those hours touch as their day
--- records now hold them (recomputed, or kept: begun before the raw window), for the day boards and
--- the fleet hours (services/ingest.py): one computation of a site's totals per write. A day without
--- a record is left out. With ARGV[13] '' or 'd' the history meta's 'hv' is set to the series data
--- version (KEYS[3] 'v') the day records now reflect (the reconciler reads both in one script).
+-- ...}, hours extended (by the fast path)}: with ARGV[13] '' (ingest), the touched hours' sums of
+-- their visible readings (in time order, as the hour records hold them) and the sums of the local
+-- days those hours touch as their day records now hold them (recomputed, or kept: begun before the
+-- raw window), for the day boards and the fleet hours (services/ingest.py): one computation of a
+-- site's totals per write. A day without a record is left out. With ARGV[13] '' or 'd' the history
+-- meta's 'hv' is set to the series data version (KEYS[3] 'v') the day records now reflect (the
+-- reconciler reads both in one script).
 --@include lib/localday.lua
 local HOUR = 3600000
 local DAY = 86400000
