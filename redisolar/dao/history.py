@@ -186,6 +186,7 @@ class HistoryDao:
             len(day_blocks),
             len(dead),
             write,
+            records[0][0],
         )
         return ScriptCall(script("history_set"), keys, args)
 

@@ -2,7 +2,8 @@
 -- (Writes replace a partition with SET: APPEND would leave unused spare capacity behind.)
 -- A partition is a string of 28-byte records '<I4ddd' (ms offset in the day, Wh generated, Wh used,
 -- temperature), sorted by offset, one record per timestamp. Net generation is derived on read.
--- KEYS[1] series meta hash (fields v, newest, lo, hi, last: 'ms gen used temp' of the newest reading),
+-- KEYS[1] series meta hash (fields v, pv (the v before this write: history_set.lua's append fast
+--   path), newest, lo, hi, last: 'ms gen used temp' of the newest reading),
 --   KEYS[2] the site hash (its existence, its capacity), KEYS[3..] day partitions
 --   'core:{site:ID}:d:DAY' (same hash tag): every UTC day of the readings, then the days the caller
 --   expects the retention window to drop (the two days before its start counted from the newest
@@ -122,7 +123,7 @@ local version = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local previous = tonumber(meta[4])
 if previous and previous >= version then version = previous + 1 end
 redis.call('HSET', KEYS[1], 'newest', string.format('%d', newest), 'lo', lo, 'hi', hi,
-  'v', string.format('%d', version))
+  'v', string.format('%d', version), 'pv', meta[4] or '0')
 if last_ts >= newest then -- the newest reading itself, for reads of the latest (no partition read)
   local t, g, u, c = struct.unpack('<dddd', data, #data - 31)
   redis.call('HSET', KEYS[1], 'last', string.format('%d %.17g %.17g %.17g', t, g, u, c))

@@ -1,7 +1,19 @@
 -- History rollups: recompute the UTC hours a write touched ABSOLUTELY from the site's raw readings,
 -- then compose the local days those hours touch ABSOLUTELY from the hour records now stored (never
 -- incrementally: a retried or repeated call writes the same bytes). The cost of a one-reading write
--- is one hour of readings plus a local day of hour records, whatever the day holds.
+-- is one hour of readings plus a local day of hour records, whatever the day holds; an append (the
+-- fast path below) reads only its new readings plus the local day of hour records.
+-- Append fast path: an ingest call (ARGV[13] '') right after the one write since the last rollup
+-- (the series meta's 'pv', the data version before this write, equals the history meta's 'hv':
+-- every earlier write was rolled up; a concurrent writer or a lost history call makes them differ)
+-- whose readings all follow the newest reading rolled up (ARGV[14], its first reading's ms, greater
+-- than 'newest': retries, overwrites and backfills are recomputed). A touched hour that holds that
+-- newest reading, begins inside the raw window and has a record is EXTENDED by the readings after it
+-- (core: a binary search in the partition; redistimeseries: TS.RANGE, at most 64, else recomputed):
+-- count, the sums in time order (the full path sums an hour's readings in time order from 0.0, so
+-- old sum + each new value in order gives the same bits), min, max, last, the peak (a later reading
+-- only if strictly higher: the first at the max). The same bytes as a recomputation
+-- (tests/test_history_append.py); everything else (the days, the reply, 'hv', 'newest') as below.
 -- Runs right after the site's write script, in the same pipeline (redisolar/dao/history.py).
 -- KEYS[1] history meta hash 'hist:{site:ID}:meta' (newest: the newest reading rolled up; lh/hh:
 --   lowest/highest hour block written; ld/hd: lowest/highest day block written),
@@ -18,7 +30,8 @@
 -- (0 = none), ARGV[4] history ms (0 = forever), ARGV[5] the touched hours (comma separated hour
 -- numbers), ARGV[6] NSRC, ARGV[7] first partition day, ARGV[8] first hour block, ARGV[9] NH,
 -- ARGV[10] first day block, ARGV[11] ND, ARGV[12] NDEAD, ARGV[13] what to write: 'h' the hours only,
--- 'd' the local days only (composed from the hour records as they are), '' both (ingest).
+-- 'd' the local days only (composed from the hour records as they are), '' both (ingest), ARGV[14]
+-- the ms of the call's first reading (the fast path's test).
 -- Records: an hour is 17 little-endian doubles (count, peak ms, then for wh_generated, wh_used,
 -- temp_c: sum, min, max, first, last); a day 19 (count, peak ms, start ms, end ms, then the same 15).
 -- Slot i of a block holds hour/day (block * size + i); a slot of zeros (count 0) is empty.
@@ -32,12 +45,13 @@
 -- readings are gone, so it cannot be recomputed (but one without a record yet, a backfill near the
 -- window's start, gets the rollup of its visible readings; such a day, of its hours' records).
 -- Returns {hours written, days written, {hour, generation sum, ...}, {day, generation sum, length ms,
--- ...}}: with ARGV[13] '' (ingest), the touched hours' sums of their visible readings (in time order,
--- as the hour records hold them) and the sums of the local days those hours touch as their day
--- records now hold them (recomputed, or kept: begun before the raw window), for the day boards and
--- the fleet hours (services/ingest.py): one computation of a site's totals per write. A day without
--- a record is left out. With ARGV[13] '' or 'd' the history meta's 'hv' is set to the series data
--- version (KEYS[3] 'v') the day records now reflect (the reconciler reads both in one script).
+-- ...}, hours extended (by the fast path)}: with ARGV[13] '' (ingest), the touched hours' sums of
+-- their visible readings (in time order, as the hour records hold them) and the sums of the local
+-- days those hours touch as their day records now hold them (recomputed, or kept: begun before the
+-- raw window), for the day boards and the fleet hours (services/ingest.py): one computation of a
+-- site's totals per write. A day without a record is left out. With ARGV[13] '' or 'd' the history
+-- meta's 'hv' is set to the series data version (KEYS[3] 'v') the day records now reflect (the
+-- reconciler reads both in one script).
 --@include lib/localday.lua
 local HOUR = 3600000
 local DAY = 86400000
@@ -194,7 +208,61 @@ local function empty(k, offset)
   return #count < 8 or struct.unpack('<d', count) == 0
 end
 
-local meta = redis.call('HMGET', KEYS[1], 'newest', 'lh', 'hh', 'ld', 'hd')
+local meta = redis.call('HMGET', KEYS[1], 'newest', 'lh', 'hh', 'ld', 'hd', 'hv')
+
+-- The append fast path (see the header): an ingest call whose readings all follow the newest one
+-- rolled up, right after the one write since the last rollup (the series' 'pv', the data version
+-- before this write, is the 'hv' the rollups reflect).
+local rolled = tonumber(meta[1])
+local appending = false
+if totals and ARGV[14] and meta[6] and rolled and tonumber(ARGV[14]) > rolled then
+  appending = redis.call('HGET', KEYS[3], 'pv') == meta[6]
+end
+local TS_APPEND_MAX = 64
+
+-- The readings in [lo, hi) as four parallel arrays (in time order), or nil if there are more than
+-- TS_APPEND_MAX of them in a RedisTimeSeries series (the full path is as cheap then).
+local function new_readings(lo, hi)
+  if backend == 'core' then return core_readings(lo, hi) end
+  local from, to = string.format('%d', lo), string.format('%d', hi - 1)
+  local T, V = {}, {}
+  for m = 1, 3 do
+    local r = redis.call('TS.RANGE', KEYS[3 + m], from, to, 'COUNT', TS_APPEND_MAX + 1)
+    if #r > TS_APPEND_MAX then return nil end
+    V[m] = {}
+    for i = 1, #r do V[m][i] = num(r[i][2]) end
+    if m == 1 then for i = 1, #r do T[i] = tonumber(r[i][1]) end end
+  end
+  return T, V[1], V[2], V[3]
+end
+
+-- The record of the hour at slot offset of block KEYS[k] (begun at start, inside the raw window)
+-- extended by the readings after the newest one rolled up, in time order, as reduce would go on
+-- from the stored record (the same bytes as a recomputation); nil: take the full path.
+local function extend(k, offset, start)
+  if not appending or rolled < start then return nil end  -- a new hour: read whole anyway
+  local data = redis.call('GETRANGE', KEYS[k], offset, offset + HREC - 1)
+  if #data < HREC then return nil end
+  local rec = {struct.unpack(HFORMAT, data)}
+  rec[18] = nil  -- struct.unpack's next position
+  if rec[1] == 0 then return nil end
+  local T, G, U, C = new_readings(rolled + 1, start + HOUR)
+  if T == nil or #T == 0 then return nil end
+  for i = 1, #T do
+    rec[1] = rec[1] + 1
+    if G[i] > rec[5] then rec[2] = T[i] end
+    local b = 3
+    for _, v in ipairs({G[i], U[i], C[i]}) do
+      rec[b] = rec[b] + v
+      if v < rec[b + 1] then rec[b + 1] = v end
+      if v > rec[b + 2] then rec[b + 2] = v end
+      rec[b + 4] = v
+      b = b + 5
+    end
+  end
+  return rec
+end
+local hours_extended = 0
 local function widen(lo_field, hi_field, lo_cur, hi_cur, block)
   if lo_cur == nil or block < lo_cur then redis.call('HSET', KEYS[1], lo_field, block) end
   if hi_cur == nil or block > hi_cur then redis.call('HSET', KEYS[1], hi_field, block) end
@@ -213,7 +281,8 @@ if write_hours then
     local k = HKEY0 + 1 + block - hb0
     local offset = (hour - block * HBLOCK) * HREC
     if start >= horizon and k > HKEY0 and k <= DKEY0 and (start >= visible or empty(k, offset)) then
-      local record = rollup(start, start + HOUR)
+      local record = start >= visible and extend(k, offset, start) or nil
+      if record then hours_extended = hours_extended + 1 else record = rollup(start, start + HOUR) end
       put(k, offset, HREC, record, HBLOCK * HREC)
       if totals and record then
         hour_sums[#hour_sums + 1] = hour
@@ -339,4 +408,4 @@ end
 
 if tonumber(meta[1]) == nil or newest > tonumber(meta[1]) then redis.call('HSET', KEYS[1], 'newest', string.format('%d', newest)) end
 for i = DEAD0 + 1, DEAD0 + ndead do redis.call('DEL', KEYS[i]) end
-return {hours_written, days_written, hour_sums, day_sums}
+return {hours_written, days_written, hour_sums, day_sums, hours_extended}

@@ -1,5 +1,6 @@
 -- RedisTimeSeries backend: upsert one site's readings into its three series, atomically.
--- KEYS[1..3] series wh_generated, wh_used, temp_c; KEYS[4] series meta hash: v (data version), and a
+-- KEYS[1..3] series wh_generated, wh_used, temp_c; KEYS[4] series meta hash: v (data version), pv (the v
+--   before this write: history_set.lua's append fast path), and a
 --   cache valid while its field cv equals v (a writer that does not keep it, as earlier versions of this
 --   script, invalidates it by changing v): newest (ms);
 -- KEYS[5] the site hash (its existence, its capacity). (Net generation is derived on read.)
@@ -81,6 +82,6 @@ local vtext = string.format('%d', version)
 
 -- The meta hash: version, and the cache valid for it: newest (fields of earlier versions of this
 -- script, the day and hour sums 'dsum'/'hsum', are dropped: history_set.lua computes the totals).
-redis.call('HSET', KEYS[4], 'v', vtext, 'cv', vtext, 'newest', string.format('%d', newest))
+redis.call('HSET', KEYS[4], 'v', vtext, 'cv', vtext, 'newest', string.format('%d', newest), 'pv', meta[1] or '0')
 if meta[3] or meta[4] then redis.call('HDEL', KEYS[4], 'dsum', 'hsum') end
 return {version, redis.call('HGET', KEYS[5], 'capacity') or '', string.format('%d', newest)}
